@@ -1,0 +1,163 @@
+"""Kafka producer of the return-to-locality feeds (kafka-python).
+
+Publishes messages keyed by license identifier (so the versions of a record stay
+in order on one partition), each with a ``message-id`` header. Delivery is made
+exactly-once by the caller's outbox together with :meth:`FeedPublisher.scan_ids`:
+after a crash between publishing and recording, the caller scans the topic for
+the ids it had in flight instead of publishing them again.
+
+Must not import Airflow. Broker failures become :class:`BrokerUnavailable`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from connectors.errors import BrokerUnavailable
+
+log = logging.getLogger(__name__)
+
+ID_HEADER = "message-id"
+
+
+@dataclass(frozen=True)
+class FeedMessage:
+    topic: str
+    key: str
+    message_id: str
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Published:
+    message_id: str
+    partition: int
+    offset: int
+
+
+class FeedPublisher:
+    """Idempotent producer (acks=all) bound to one broker."""
+
+    def __init__(self, bootstrap: str, *, partitions: int = 3, client_id: str = "ehub-feeds"):
+        self.bootstrap = bootstrap
+        self.partitions = partitions
+        self._client_id = client_id
+        self._known_topics: set[str] = set()
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=bootstrap,
+                client_id=client_id,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=5,
+                request_timeout_ms=15000,
+            )
+        except KafkaError as exc:
+            raise BrokerUnavailable(
+                f"Kafka broker {bootstrap} is unreachable ({exc}); check EHUB_BROKER "
+                "(dev: `ehub dev up`)"
+            ) from exc
+
+    def ensure_topics(self, topics: Iterable[str]) -> None:
+        missing = sorted(set(topics) - self._known_topics)
+        if not missing:
+            return
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self._client_id)
+        except KafkaError as exc:
+            raise BrokerUnavailable(
+                f"Kafka broker {self.bootstrap} is unreachable ({exc})"
+            ) from exc
+        try:
+            existing = set(admin.list_topics())
+            new = [NewTopic(t, self.partitions, 1) for t in missing if t not in existing]
+            if new:
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    admin.create_topics(new)
+                log.info("broker %s: created %d topics", self.bootstrap, len(new))
+        finally:
+            admin.close()
+        self._known_topics.update(missing)
+
+    def publish(self, messages: Sequence[FeedMessage]) -> list[Published]:
+        """Send and wait for every acknowledgement; all or an exception."""
+        self.ensure_topics(m.topic for m in messages)
+        try:
+            futures = [
+                (
+                    m.message_id,
+                    self._producer.send(
+                        m.topic,
+                        key=m.key.encode(),
+                        value=m.value,
+                        headers=[(ID_HEADER, m.message_id.encode())],
+                    ),
+                )
+                for m in messages
+            ]
+            self._producer.flush(timeout=30)
+            out = []
+            for mid, fut in futures:
+                md = fut.get(timeout=30)
+                out.append(Published(mid, md.partition, md.offset))
+        except KafkaError as exc:
+            raise BrokerUnavailable(
+                f"publishing {len(messages)} messages to {self.bootstrap} failed ({exc}); "
+                "they stay pending and are re-published after a topic scan"
+            ) from exc
+        log.info("broker %s: published %d messages", self.bootstrap, len(out))
+        return out
+
+    def scan_ids(self, topics: Iterable[str], *, poll_ms: int = 500) -> dict[str, Published]:
+        """Every message id present on ``topics`` (used only in crash recovery)."""
+        return scan_ids(self.bootstrap, topics, poll_ms=poll_ms)
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)
+
+
+def scan_ids(bootstrap: str, topics: Iterable[str], *, poll_ms: int = 500) -> dict[str, Published]:
+    """Read ``topics`` from the beginning with a group-less consumer; map id -> position."""
+    found: dict[str, Published] = {}
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
+        )
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"Kafka broker {bootstrap} is unreachable ({exc})") from exc
+    try:
+        existing = consumer.topics()
+        tps = []
+        for topic in topics:
+            if topic not in existing:
+                continue
+            for p in consumer.partitions_for_topic(topic) or ():
+                tps.append(TopicPartition(topic, p))
+        if not tps:
+            return found
+        consumer.assign(tps)
+        consumer.seek_to_beginning()
+        empty_polls = 0
+        while empty_polls < 2:
+            batch = consumer.poll(timeout_ms=poll_ms)
+            if not batch:
+                empty_polls += 1
+                continue
+            empty_polls = 0
+            for tp, records in batch.items():
+                for rec in records:
+                    for name, value in rec.headers or ():
+                        if name == ID_HEADER:
+                            found[value.decode()] = Published(
+                                value.decode(), tp.partition, rec.offset
+                            )
+    finally:
+        consumer.close()
+    return found

@@ -1,0 +1,94 @@
+"""Append-only audit events forming a hash chain.
+
+Each event's hash covers its content and the previous event's hash, so
+altering, deleting or reordering rows breaks the chain (checked by
+:func:`verify_chain`). Events are appended inside the same transaction as the
+effect they describe. On PostgreSQL an advisory transaction lock serializes
+appenders; on SQLite the database write lock does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from ehub.store.db import utcnow
+from ehub.store.models import AuditEvent
+
+GENESIS = "0" * 64
+_LOCK_ID = 0x65687562  # "ehub"
+
+
+@dataclass(frozen=True)
+class Event:
+    event: str
+    subject: str
+    version: int | None = None
+    detail: dict[str, Any] | None = None
+
+
+def _digest(
+    prev: str, ev: str, subject: str, version: int | None, detail: dict[str, Any], at: str
+) -> str:
+    body = json.dumps(
+        [prev, ev, subject, version, detail, at],
+        ensure_ascii=False,
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def append(session: Session, events: Sequence[Event]) -> None:
+    if not events:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
+    prev = (
+        session.execute(
+            select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
+        ).scalar_one_or_none()
+        or GENESIS
+    )
+    now = utcnow()
+    rows = []
+    for e in events:
+        detail = e.detail or {}
+        h = _digest(prev, e.event, e.subject, e.version, detail, now.isoformat())
+        rows.append(
+            AuditEvent(
+                at=now,
+                event=e.event,
+                subject=e.subject,
+                version=e.version,
+                detail=detail,
+                prev_hash=prev,
+                hash=h,
+            )
+        )
+        prev = h
+    session.add_all(rows)
+
+
+def verify_chain(session: Session) -> list[str]:
+    """Problems found in the chain (empty when intact)."""
+    problems: list[str] = []
+    prev = GENESIS
+    for row in session.execute(select(AuditEvent).order_by(AuditEvent.id)).scalars():
+        at = (
+            row.at.isoformat()
+            if row.at.tzinfo
+            else row.at.replace(tzinfo=utcnow().tzinfo).isoformat()
+        )
+        if row.prev_hash != prev:
+            problems.append(f"audit row {row.id}: previous-hash link broken")
+        if _digest(row.prev_hash, row.event, row.subject, row.version, row.detail, at) != row.hash:
+            problems.append(f"audit row {row.id}: content does not match its hash")
+        prev = row.hash
+    return problems

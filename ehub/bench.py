@@ -1,0 +1,173 @@
+"""``ehub bench``: measured throughput of the stages that exist -> ``out/bench/bench.json``.
+
+Every figure is measured in this run on generated data; a figure of a stage
+that is not built yet is reported as ``null`` with the reason under ``missing``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import shutil
+import time
+from collections.abc import Callable
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ehub import devstack
+from ehub.config import Settings
+from ehub.tasks import run_stage
+
+FIGURES = (
+    "extract_sql_per_s",
+    "normalize_per_s",
+    "seal_pyhanko_loop_per_s",
+    "seal_fast_per_s",
+    "seal_bb_per_s",
+    "seal_bt_per_s",
+    "deliver_per_s",
+    "deliver_p95_ms",
+    "publish_per_s",
+    "feed_p95_ms",
+    "e2e_license_per_s",
+    "e2e_case_per_s",
+    "peak_rss_mb_10k",
+    "peak_rss_mb_1m",
+)
+MISSING = {
+    "seal_fast_per_s": "bulk-sealing fast path not built yet (performance issue)",
+    "seal_bt_per_s": "no TSA yet (seals issue)",
+    "deliver_p95_ms": "continuous delivery mode not built yet (delivery issue)",
+    "feed_p95_ms": "continuous feed mode not built yet (return-feed issue)",
+    "e2e_case_per_s": "case-record sources not onboarded yet (onboarding issue)",
+    "peak_rss_mb_10k": "per-size memory runs not built yet (performance issue)",
+    "peak_rss_mb_1m": "per-size memory runs not built yet (performance issue)",
+}
+
+
+def _rate(n: int, seconds: float) -> float:
+    return round(n / seconds, 1) if seconds > 0 else 0.0
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def run_bench(
+    *, count: int, out_path: Path, console: Console, seal_loop: int = 100
+) -> dict[str, Any]:
+    from connectors.sql import SqlSource, SqlSourceSpec
+    from ehub.normalize import RecordRejected, business_license
+    from ehub.pipeline.extract import MARKET_REGULATION as MR
+
+    work = out_path.parent / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    home = work / "home"
+    figures: dict[str, Any] = dict.fromkeys(FIGURES)
+    stages: dict[str, float] = {}
+    state = devstack.up(home, seed_count=count, defect_rate=0.05, seed=1)
+    try:
+        settings = Settings.from_env(home=home, out_dir=work / "out", batch_size=500)
+        src = SqlSource(
+            SqlSourceSpec(
+                MR.id,
+                settings.market_regulation_url,
+                MR.table,
+                MR.key_column,
+                MR.cursor_column,
+                batch_size=1000,
+            )
+        )
+        rows, secs = _timed(lambda: [r for b in src.read(None) for r in b.rows])
+        src.close()
+        figures["extract_sql_per_s"] = _rate(len(rows), secs)
+
+        def normalize_all() -> int:
+            ok = 0
+            for i, r in enumerate(rows):
+                try:
+                    business_license.normalize(
+                        r, source=MR.id, source_key=str(i), source_version="1"
+                    )
+                    ok += 1
+                except RecordRejected:
+                    pass
+            return ok
+
+        _, secs = _timed(normalize_all)
+        figures["normalize_per_s"] = _rate(len(rows), secs)
+
+        results: dict[str, dict[str, Any]] = {}
+        for stage in ("extract", "normalize", "seal", "deliver", "publish"):
+            results[stage], stages[stage] = _timed(lambda stage=stage: run_stage(stage, settings))
+        sealed = int(results["seal"]["sealed"])
+        figures["seal_bb_per_s"] = _rate(sealed, stages["seal"])
+        figures["deliver_per_s"] = _rate(int(results["deliver"]["delivered"]), stages["deliver"])
+        figures["publish_per_s"] = _rate(int(results["publish"]["published"]), stages["publish"])
+        figures["e2e_license_per_s"] = _rate(sealed, sum(stages.values()))
+        figures["seal_pyhanko_loop_per_s"] = _pyhanko_loop(settings, seal_loop)
+    finally:
+        devstack.down(home)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result = {
+        "figures": figures,
+        "missing": {k: v for k, v in MISSING.items() if figures.get(k) is None},
+        "sizes": {"records": count, "seal_loop": seal_loop, "seeded": state.get("seeded", {})},
+        "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
+        "peak_rss_mb_process": round(rss_mb, 1),
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "processor": platform.machine(),
+        },
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, ensure_ascii=False, indent=2))
+    table = Table(title="ehub bench")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for k in FIGURES:
+        table.add_row(k, "—" if figures[k] is None else f"{figures[k]:,}")
+    console.print(table)
+    console.print(f"written: {out_path}")
+    return result
+
+
+def _pyhanko_loop(settings: Settings, n: int) -> float:
+    """A plain pyHanko ``sign_pdf`` loop on the same key and template (the baseline)."""
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import fields, signers
+
+    from ehub.pipeline.seal import ensure_dev_seal, license_view
+    from ehub.store.db import Store
+    from ehub.store.models import LicenseRow
+    from signing.render import render_license_pdf
+
+    store = Store(settings.database_url)
+    try:
+        _seal_id, pki = ensure_dev_seal(settings, store)
+        with store.session() as s:
+            doc = s.query(LicenseRow.document).first()
+    finally:
+        store.dispose()
+    assert doc is not None
+    pdf = render_license_pdf(license_view(doc[0]))
+    signer = signers.SimpleSigner.load_pkcs12(str(pki.seal_p12_path), pki.passphrase.encode())
+    assert signer is not None
+    meta = signers.PdfSignatureMetadata(
+        field_name="Sig1", subfilter=fields.SigSeedSubFilter.PADES, md_algorithm="sha256"
+    )
+    t = time.perf_counter()
+    for _ in range(n):
+        signers.sign_pdf(IncrementalPdfFileWriter(BytesIO(pdf)), meta, signer=signer)
+    return _rate(n, time.perf_counter() - t)

@@ -1,0 +1,173 @@
+"""The ``ehub`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from ehub.config import Settings, default_home
+from ehub.errors import HubError
+
+console = Console()
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+def main(verbose: bool) -> None:
+    """ehub — the province's data-exchange and e-license hub."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.group()
+def dev() -> None:
+    """The embedded development stack (broker, simulators)."""
+
+
+@dev.command("up")
+@click.option("--count", default=300, show_default=True, help="Business licenses to seed.")
+@click.option("--reseed", is_flag=True, help="Regenerate the department database.")
+def dev_up(count: int, reseed: bool) -> None:
+    """Start the broker and simulators on free loopback ports."""
+    from ehub import devstack
+
+    state = devstack.up(default_home(), seed_count=count, reseed=reseed)
+    console.print_json(json.dumps(state, ensure_ascii=False))
+
+
+@dev.command("down")
+def dev_down() -> None:
+    """Stop everything `ehub dev up` started."""
+    from ehub import devstack
+
+    stopped = devstack.down(default_home())
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@dev.command("status")
+def dev_status() -> None:
+    from ehub import devstack
+
+    console.print_json(json.dumps(devstack.status(default_home()), ensure_ascii=False))
+
+
+@main.command()
+@click.option("--count", default=300, show_default=True, help="Business licenses to seed.")
+@click.option(
+    "--out", "out_dir", default="out/demo", show_default=True, type=click.Path(path_type=Path)
+)
+def demo(count: int, out_dir: Path) -> None:
+    """Run the whole journey once through Airflow and write out/demo/summary.json."""
+    from ehub.demo import run_demo
+
+    run_demo(default_home() / "demo", out_dir.resolve(), count=count, console=console)
+
+
+@main.group()
+def db() -> None:
+    """The hub store."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the Alembic migrations to EHUB_DATABASE_URL."""
+    from ehub.store.db import Store, safe_url
+
+    settings = Settings.from_env()
+    store = Store(settings.database_url)
+    store.migrate()
+    console.print(f"hub store at {safe_url(settings.database_url)} is up to date")
+
+
+@main.command()
+@click.argument("dag_ids", nargs=-1)
+def run(dag_ids: tuple[str, ...]) -> None:
+    """Run DAGs through Airflow (dag.test); default: the whole journey."""
+    from ehub.orchestration import JOURNEY, run_dags
+
+    for res in run_dags(Settings.from_env(), dag_ids or JOURNEY):
+        console.print(f"{res.dag_id}: {res.state}")
+
+
+@main.command()
+@click.argument("stage", type=click.Choice(["extract", "normalize", "seal", "deliver", "publish"]))
+def stage(stage: str) -> None:
+    """Run one pipeline stage outside Airflow (for debugging)."""
+    from ehub.tasks import run_stage
+
+    console.print_json(json.dumps(run_stage(stage), ensure_ascii=False))
+
+
+@main.command()
+def summary() -> None:
+    """Counts of the journey in the hub store."""
+    from ehub.store.db import Store
+    from ehub.summary import journey_counts
+
+    store = Store(Settings.from_env().database_url)
+    console.print_json(json.dumps(journey_counts(store), ensure_ascii=False))
+
+
+def run_cli() -> None:
+    try:
+        main(standalone_mode=False)
+    except HubError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
+
+
+@main.command()
+@click.option("--port", default=0, help="Airflow API server port (default: a free one).")
+def up(port: int) -> None:
+    """The stack kept running: dev services plus `airflow standalone` on loopback (Ctrl-C stops all)."""
+    import os
+    import subprocess
+
+    from ehub import devstack
+    from ehub.orchestration import airflow_env, ensure_airflow_db
+
+    home = default_home()
+    devstack.up(home)
+    try:
+        settings = Settings.from_env()
+        ensure_airflow_db(settings)
+        env = airflow_env(settings)
+        port = port or devstack.free_port()
+        env.update({"AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port)})
+        console.print(
+            f"Airflow UI on http://127.0.0.1:{port} (credentials: see "
+            f"{settings.home / 'airflow'}/simple_auth_manager_passwords.json.generated)"
+        )
+        bin_dir = os.path.dirname(sys.executable)
+        subprocess.run([os.path.join(bin_dir, "airflow"), "standalone"], env=env, check=False)
+    finally:
+        devstack.down(home)
+
+
+@main.command()
+@click.option("--count", default=2000, show_default=True, help="Records per benchmark.")
+@click.option(
+    "--out",
+    "out_path",
+    default="out/bench/bench.json",
+    show_default=True,
+    type=click.Path(path_type=Path),
+)
+def bench(count: int, out_path: Path) -> None:
+    """Benchmarks of the stages that exist -> out/bench/bench.json."""
+    from ehub.bench import run_bench
+
+    result = run_bench(count=count, out_path=out_path.resolve(), console=console)
+    console.print_json(json.dumps(result["figures"]))

@@ -1,0 +1,115 @@
+"""Settings of the hub, read from the environment (and the dev-stack state file).
+
+Secrets never live in specs or in the repository: they come from the
+environment (or, inside Airflow, from Connections handed over by the hooks in
+``plugins/``). This module only reads; it must not start anything.
+
+Precedence for each setting: explicit argument > environment variable >
+the running dev stack's state file (``$EHUB_HOME/dev/stack.json``) > default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ehub.errors import ConfigError
+
+ENV_PREFIX = "EHUB_"
+
+
+def default_home() -> Path:
+    """The hub's working folder: ``$EHUB_HOME`` or ``./var``."""
+    return Path(os.environ.get("EHUB_HOME", "var")).resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a pipeline stage needs to know about its surroundings."""
+
+    home: Path
+    """Working folder: dev PKI, dev-stack state, simulator state."""
+    database_url: str
+    """Hub store URL (SQLAlchemy). SQLite file under ``home`` by default."""
+    out_dir: Path
+    """Where sealed documents are written (``<out_dir>/licenses/<identifier>.pdf``)."""
+    broker: str = ""
+    """Kafka bootstrap servers, ``host:port[,host:port]``."""
+    provincial_url: str = ""
+    """Base URL of the provincial platform."""
+    provincial_token: str = field(default="", repr=False)
+    """Bearer token for the provincial platform (secret: never logged)."""
+    market_regulation_url: str = ""
+    """SQLAlchemy URL of the market-regulation department database."""
+    batch_size: int = 200
+    """Records per batch in every stage (memory stays bounded by it)."""
+    return_topic_prefix: str = "ehub.return.county."
+    """Return feed topics are ``<prefix><6-digit county code>``."""
+    fault: str = ""
+    """Crash injection for tests: ``<stage>:<batch number>`` makes the stage
+    exit the process abruptly after committing that many batches."""
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        home = Path(overrides.pop("home", None) or default_home())
+        stack = _read_stack(home)
+        env = os.environ
+
+        def pick(name: str, default: str = "") -> str:
+            if name in overrides:
+                return str(overrides.pop(name))
+            return env.get(ENV_PREFIX + name.upper()) or str(stack.get(name, "") or default)
+
+        batch = pick("batch_size", "200")
+        try:
+            batch_size = int(batch)
+        except ValueError as exc:
+            raise ConfigError(f"EHUB_BATCH_SIZE must be an integer, got {batch!r}") from exc
+        if batch_size < 1:
+            raise ConfigError("EHUB_BATCH_SIZE must be >= 1")
+        settings = cls(
+            home=home,
+            database_url=pick("database_url", f"sqlite:///{home / 'hub.db'}"),
+            out_dir=Path(pick("out_dir", str(home.parent / "out" / "demo"))).resolve(),
+            broker=pick("broker"),
+            provincial_url=pick("provincial_url"),
+            provincial_token=pick("provincial_token", "dev-provincial-token"),
+            market_regulation_url=pick(
+                "market_regulation_url", f"sqlite:///{home / 'sim' / 'market_regulation.db'}"
+            ),
+            batch_size=batch_size,
+            fault=pick("fault"),
+        )
+        known = {f.name for f in fields(cls)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return replace(settings, **overrides) if overrides else settings
+
+    def require(self, name: str) -> str:
+        """Return a setting that must be present, or raise naming the variable."""
+        value = getattr(self, name)
+        if not value:
+            raise ConfigError(
+                f"{ENV_PREFIX}{name.upper()} is not set and no dev stack is running "
+                f"(start one with `ehub dev up`)"
+            )
+        return str(value)
+
+
+def stack_file(home: Path) -> Path:
+    return home / "dev" / "stack.json"
+
+
+def _read_stack(home: Path) -> dict[str, Any]:
+    path = stack_file(home)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"dev stack state {path} is unreadable: {exc}") from exc
+    return dict(data.get("settings", {}))

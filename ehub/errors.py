@@ -1,0 +1,111 @@
+"""The exception tree of the core package.
+
+Every public function of :mod:`ehub` raises a subclass of :class:`HubError`;
+vendor errors (SQLAlchemy, httpx, kafka-python) are translated at the boundary
+with ``raise ... from exc``. Two markers decide what Airflow retries:
+
+- :class:`Transient` — the same call may succeed later (network, 5xx, 429,
+  a locked database). Tasks let these propagate so Airflow retries.
+- :class:`Terminal` — retrying cannot help (bad configuration, a record the
+  platform rejected). Tasks record them and move on, or fail fast.
+
+Tree::
+
+    HubError
+    ├── ConfigError (Terminal)            bad or missing setting; names the setting
+    ├── RecordError (Terminal)            one record cannot be normalized; carries
+    │                                     source, record key, field, reason code
+    ├── IdentifierError (RecordError)     an identifier fails its check
+    ├── StoreError                        the hub store failed
+    │   └── StoreUnavailable (Transient)  cannot connect; names the URL (no password)
+    ├── SourceUnavailable (Transient)     a department system cannot be reached
+    ├── DestinationError                  a platform call failed
+    │   ├── DestinationUnavailable (Transient)
+    │   └── DestinationRejected (Terminal)
+    ├── BrokerUnavailable (Transient)     the Kafka-protocol broker cannot be reached
+    └── ServiceError                      an embedded dev service failed to start/stop
+"""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """Base of every error raised by ehub's core package."""
+
+
+class Transient:
+    """Marker: the operation may succeed if retried later."""
+
+
+class Terminal:
+    """Marker: retrying the same operation cannot succeed."""
+
+
+class ConfigError(HubError, Terminal):
+    """A setting is missing or invalid. The message names the setting."""
+
+
+class RecordError(HubError, Terminal):
+    """One record cannot be normalized or validated.
+
+    Carries what a data engineer needs to act: the source, the record key,
+    the field, a machine reason code, and bilingual messages.
+    """
+
+    def __init__(
+        self,
+        reason_code: str,
+        field: str,
+        message_en: str,
+        message_zh: str = "",
+        *,
+        source: str = "",
+        record_key: str = "",
+        value: object = None,
+    ) -> None:
+        self.reason_code = reason_code
+        self.field = field
+        self.message_en = message_en
+        self.message_zh = message_zh or message_en
+        self.source = source
+        self.record_key = record_key
+        self.value = value
+        where = f"{source}/{record_key}: " if source or record_key else ""
+        super().__init__(f"{where}{field}: [{reason_code}] {message_en}")
+
+
+class IdentifierError(RecordError):
+    """An identifier (USCC, citizen ID, organization code, license identifier,
+    division code) fails its format or check-character rule."""
+
+
+class StoreError(HubError):
+    """The hub store failed."""
+
+
+class StoreUnavailable(StoreError, Transient):
+    """The hub store cannot be reached."""
+
+
+class SourceUnavailable(HubError, Transient):
+    """A department system cannot be reached."""
+
+
+class DestinationError(HubError):
+    """A call to a platform failed."""
+
+
+class DestinationUnavailable(DestinationError, Transient):
+    """The platform cannot be reached or answered 5xx/429."""
+
+
+class DestinationRejected(DestinationError, Terminal):
+    """The platform refused the request as a whole (4xx other than 429)."""
+
+
+class BrokerUnavailable(HubError, Transient):
+    """The Kafka-protocol broker cannot be reached."""
+
+
+class ServiceError(HubError):
+    """An embedded development service failed to start or stop."""

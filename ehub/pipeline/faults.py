@@ -1,0 +1,28 @@
+"""Crash injection for the kill-and-rerun tests.
+
+``EHUB_FAULT=<stage>:<n>`` makes ``<stage>`` end the process abruptly
+(``os._exit``, like a SIGKILL: no cleanup, no rollback handlers) right after it
+committed its n-th batch, or with ``<stage>:<n>:before`` just before committing
+it. Inactive unless the variable is set; never set it in production.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+EXIT_CODE = 137
+
+
+def crash_point(spec: str, stage: str, batch_no: int, when: str = "after") -> None:
+    if not spec:
+        return
+    parts = spec.split(":")
+    if parts[0] != stage or len(parts) < 2:
+        return
+    wanted_when = parts[2] if len(parts) > 2 else "after"
+    if int(parts[1]) == batch_no and wanted_when == when:
+        log.error("fault injection: killing process in %s at batch %d (%s)", stage, batch_no, when)
+        os._exit(EXIT_CODE)

@@ -1,0 +1,234 @@
+"""Table models of the hub store.
+
+Every table that a pipeline stage writes has a natural unique key so that a
+re-run after a crash upserts instead of duplicating:
+
+- ``raw_records``      (source_id, source_key, payload_hash)
+- ``licenses``         (identifier, version)
+- ``quarantine``       (raw_id, reason_code, field)
+- ``signatures``       (license_id, format)
+- ``deliveries``       (license_id, destination) and idempotency_key
+- ``feed_messages``    (license_id, topic) and message_id
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        datetime: DateTime(timezone=True),
+    }
+
+
+class Source(Base):
+    """A department system the hub pulls from."""
+
+    __tablename__ = "sources"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    department: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))  # sql | rest | files | kafka
+    record_kind: Mapped[str] = mapped_column(String(20))  # license | case
+    created_at: Mapped[datetime]
+
+
+class Watermark(Base):
+    """How far a source has been read; advanced in the same transaction as the rows."""
+
+    __tablename__ = "watermarks"
+    source_id: Mapped[str] = mapped_column(ForeignKey("sources.id"), primary_key=True)
+    cursor: Mapped[str] = mapped_column(String(400))
+    updated_at: Mapped[datetime]
+
+
+class RawRecord(Base):
+    """A source row exactly as extracted (the payload is kept for quarantine and replay)."""
+
+    __tablename__ = "raw_records"
+    __table_args__ = (UniqueConstraint("source_id", "source_key", "payload_hash"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source_id: Mapped[str] = mapped_column(ForeignKey("sources.id"))
+    source_key: Mapped[str] = mapped_column(String(200))
+    source_version: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]]
+    payload_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(20), index=True)  # pending|normalized|quarantined
+    extracted_at: Mapped[datetime]
+
+
+class LicenseRow(Base):
+    """One version of a canonical e-license."""
+
+    __tablename__ = "licenses"
+    __table_args__ = (
+        UniqueConstraint("identifier", "version"),
+        Index("ix_licenses_state_id", "state", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    identifier: Mapped[str] = mapped_column(String(120), index=True)
+    version: Mapped[int]
+    type_code: Mapped[str] = mapped_column(String(40))
+    issuer_code: Mapped[str] = mapped_column(String(18))
+    holder_division: Mapped[str] = mapped_column(String(12))
+    county: Mapped[str] = mapped_column(String(6))
+    status: Mapped[str] = mapped_column(String(20))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    document: Mapped[dict[str, Any]]
+    source_id: Mapped[str] = mapped_column(ForeignKey("sources.id"))
+    source_key: Mapped[str] = mapped_column(String(200))
+    raw_id: Mapped[int | None] = mapped_column(ForeignKey("raw_records.id"))
+    state: Mapped[str] = mapped_column(String(20))  # normalized|sealed|held
+    state_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class CaseRow(Base):
+    """One version of a canonical case record (办件)."""
+
+    __tablename__ = "case_records"
+    __table_args__ = (UniqueConstraint("case_number", "version"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_number: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[int]
+    division: Mapped[str] = mapped_column(String(12))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    document: Mapped[dict[str, Any]]
+    source_id: Mapped[str] = mapped_column(ForeignKey("sources.id"))
+    source_key: Mapped[str] = mapped_column(String(200))
+    raw_id: Mapped[int | None] = mapped_column(ForeignKey("raw_records.id"))
+    created_at: Mapped[datetime]
+
+
+class QuarantineRow(Base):
+    """A record that could not be normalized, with the reason and the raw payload."""
+
+    __tablename__ = "quarantine"
+    __table_args__ = (UniqueConstraint("raw_id", "reason_code", "field"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    raw_id: Mapped[int] = mapped_column(ForeignKey("raw_records.id"))
+    source_id: Mapped[str] = mapped_column(ForeignKey("sources.id"))
+    source_key: Mapped[str] = mapped_column(String(200))
+    reason_code: Mapped[str] = mapped_column(String(40), index=True)
+    field: Mapped[str] = mapped_column(String(80))
+    message_zh: Mapped[str] = mapped_column(Text)
+    message_en: Mapped[str] = mapped_column(Text)
+    value: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(20))  # open|retried|resolved
+    created_at: Mapped[datetime]
+
+
+class SealRow(Base):
+    """A registered electronic seal of a department."""
+
+    __tablename__ = "seals"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    department: Mapped[str] = mapped_column(String(200))
+    department_uscc: Mapped[str] = mapped_column(String(18))
+    name: Mapped[str] = mapped_column(String(200))
+    seal_type: Mapped[str] = mapped_column(String(40))
+    cert_pem: Mapped[str] = mapped_column(Text)
+    key_ref: Mapped[str] = mapped_column(String(400))  # where the key lives (p12 path, pkcs11 uri)
+    status: Mapped[str] = mapped_column(String(20))  # active|suspended|revoked
+    valid_from: Mapped[datetime]
+    valid_until: Mapped[datetime]
+    created_at: Mapped[datetime]
+
+
+class SignatureRow(Base):
+    """A sealed document of one license version."""
+
+    __tablename__ = "signatures"
+    __table_args__ = (UniqueConstraint("license_id", "format"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    license_id: Mapped[int] = mapped_column(ForeignKey("licenses.id"))
+    seal_id: Mapped[int] = mapped_column(ForeignKey("seals.id"))
+    format: Mapped[str] = mapped_column(String(20))  # pades|xmldsig|ofd
+    level: Mapped[str] = mapped_column(String(10))  # B-B|B-T|B-LT
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    signed_at: Mapped[datetime]
+
+
+class DeliveryRow(Base):
+    """Outbox row and receipt of one license version for one destination."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("license_id", "destination"),
+        Index("ix_deliveries_dest_state", "destination", "state", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    license_id: Mapped[int] = mapped_column(ForeignKey("licenses.id"))
+    destination: Mapped[str] = mapped_column(String(40))
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(20))  # pending|delivered|rejected|dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    receipt_id: Mapped[str | None] = mapped_column(String(100))
+    receipt: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+
+class FeedMessageRow(Base):
+    """Outbox row of one return-feed message (one license version on one topic)."""
+
+    __tablename__ = "feed_messages"
+    __table_args__ = (
+        UniqueConstraint("license_id", "topic"),
+        Index("ix_feed_messages_state_id", "state", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    license_id: Mapped[int] = mapped_column(ForeignKey("licenses.id"))
+    topic: Mapped[str] = mapped_column(String(200))
+    message_key: Mapped[str] = mapped_column(String(200))
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(20))  # pending|sending|published
+    partition: Mapped[int | None]
+    offset: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+    published_at: Mapped[datetime | None]
+
+
+class AuditEvent(Base):
+    """Append-only lineage event; ``hash`` chains each row to the previous one."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    event: Mapped[str] = mapped_column(String(40))
+    subject: Mapped[str] = mapped_column(String(200), index=True)
+    version: Mapped[int | None]
+    detail: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

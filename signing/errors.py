@@ -1,0 +1,51 @@
+"""The exception tree of the signing package (seals, PAdES, verification).
+
+Vendor errors (pyHanko, ``cryptography``, file-system errors) are translated
+here at the boundary with ``raise ... from exc``, so callers only ever catch
+:class:`SigningError` subclasses. Messages name the file or field involved but
+never contain a passphrase or key material.
+
+Tree::
+
+    HubError (ehub.errors)
+    └── SigningError                        base of everything raised by ``signing``
+        ├── KeyAccessError (Terminal)       key store missing, unreadable, wrong
+        │                                   passphrase, or holds no usable key
+        ├── SealUnavailable (Transient)     the signing device/service cannot be
+        │                                   reached now (PKCS#11 token, remote
+        │                                   signer); retrying may succeed
+        ├── UnsealableDocument (Terminal)   the input PDF cannot be parsed or sealed
+        └── VerificationError (Terminal)    verification could not be run at all
+                                            (e.g. an unreadable trust root); a
+                                            signature that is merely invalid is
+                                            reported, not raised
+"""
+
+from __future__ import annotations
+
+from ehub.errors import HubError, Terminal, Transient
+
+
+class SigningError(HubError):
+    """Base of every error raised by :mod:`signing`."""
+
+
+class KeyAccessError(SigningError, Terminal):
+    """The signing key cannot be loaded: missing file, wrong passphrase,
+    corrupt key store, or a key store without a private key."""
+
+
+class SealUnavailable(SigningError, Transient):
+    """The sealing device or service is temporarily unreachable."""
+
+
+class UnsealableDocument(SigningError, Terminal):
+    """The document handed to a sealer cannot be parsed or signed."""
+
+
+class VerificationError(SigningError, Terminal):
+    """Verification could not be carried out (bad trust roots or settings).
+
+    An invalid, tampered or untrusted signature is *not* an error: it is
+    reported in :class:`signing.verify.PdfVerification`.
+    """

@@ -1,0 +1,109 @@
+"""Command line of the simulators.
+
+``python -m simulators provincial --host 127.0.0.1 --port 8710 --state DIR`` runs
+the provincial platform simulator under uvicorn and prints one JSON ready line
+(``{"ready": true, "url": ...}``) once it accepts connections; SIGTERM/SIGINT
+stop it gracefully (exit status 0). ``--port 0`` picks a free port (read it from
+the ready line).
+
+``python -m simulators market-regulation --url URL --count N --defect-rate R --seed S``
+(re)creates and fills the market-regulation table and prints the JSON report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _provincial(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from simulators.provincial import create_app
+
+    app = create_app(
+        Path(args.state),
+        schema_path=Path(args.schema) if args.schema else None,
+        token=args.token,
+        max_items=args.max_items,
+        rate_limit=args.rate_limit if args.rate_limit > 0 else None,
+        timeout_delay=args.timeout_delay,
+        signature_check=args.signature_check,
+        keep_documents=args.keep_documents,
+    )
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                host, port = self.servers[0].sockets[0].getsockname()[:2]
+                ready = {"ready": True, "simulator": "provincial", "url": f"http://{host}:{port}"}
+                print(json.dumps(ready), flush=True)
+
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        http="h11",
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+    )
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to
+    # the handler that was installed before it: make that one a no-op so a requested
+    # stop exits with status 0 instead of dying by the signal.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    _Server(config).run()
+    return 0
+
+
+def _market_regulation(args: argparse.Namespace) -> int:
+    from simulators.market_regulation import generate
+
+    report = generate(args.url, count=args.count, defect_rate=args.defect_rate, seed=args.seed)
+    print(json.dumps(report.to_dict(include_ids=args.with_ids), ensure_ascii=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m simulators", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    prov = sub.add_parser("provincial", help="run the provincial e-license platform simulator")
+    prov.add_argument("--host", default="127.0.0.1")
+    prov.add_argument("--port", type=int, default=8710)
+    prov.add_argument("--state", required=True, help="directory for the simulator's SQLite state")
+    prov.add_argument("--schema", help="license JSON Schema (default: schemas/license.schema.json)")
+    prov.add_argument("--token", help="bearer token (default: $EHUB_SIM_PROVINCIAL_TOKEN or dev)")
+    prov.add_argument("--max-items", type=int, default=100)
+    prov.add_argument("--rate-limit", type=float, default=200.0, help="requests/s; 0 = off")
+    prov.add_argument("--timeout-delay", type=float, default=30.0, help="seconds for 'timeout'")
+    prov.add_argument("--signature-check", choices=("structural", "integrity"), default="integrity")
+    prov.add_argument("--keep-documents", action="store_true", help="write PDFs to STATE/documents")
+    prov.add_argument("--log-level", default="warning")
+    prov.set_defaults(func=_provincial)
+
+    mr = sub.add_parser("market-regulation", help="seed the market-regulation license table")
+    mr.add_argument("--url", required=True, help="SQLAlchemy URL, e.g. sqlite:///var/scjg.db")
+    mr.add_argument("--count", type=int, required=True)
+    mr.add_argument("--defect-rate", type=float, default=0.05)
+    mr.add_argument("--seed", type=int, default=0)
+    mr.add_argument("--with-ids", action="store_true", help="include the defective row IDs")
+    mr.set_defaults(func=_market_regulation)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

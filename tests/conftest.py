@@ -1,0 +1,99 @@
+"""Shared fixtures: service availability, PostgreSQL databases, the dev stack."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_ADMIN_URL = os.environ.get(
+    "EHUB_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def require_or_skip(reason: str) -> None:
+    """Skip with a one-line reason — or fail in CI, where every service must be present."""
+    if os.environ.get("EHUB_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+def need_binary(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        require_or_skip(f"{name} not installed (Debian package {package}; `make system-deps`)")
+    assert path is not None
+    return path
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"ehub_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        require_or_skip(
+            f"PostgreSQL not reachable at 127.0.0.1:5432 ({str(exc.orig).splitlines()[0]})"
+        )
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hub.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[str]:
+    """A tansu broker on a free loopback port for the whole session."""
+    import subprocess
+    import time
+
+    from ehub import devstack
+
+    try:
+        binary = devstack.tansu_binary()
+    except Exception as exc:
+        require_or_skip(f"tansu broker binary unavailable: {exc}")
+    port = devstack.free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            "broker",
+            "--listener-url",
+            f"tcp://127.0.0.1:{port}",
+            "--advertised-listener-url",
+            f"tcp://127.0.0.1:{port}",
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        devstack._wait_tcp(port, "broker", proc.pid)
+        time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
