@@ -11,7 +11,6 @@ Must not import Airflow. Broker failures become :class:`BrokerUnavailable`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -43,19 +42,27 @@ class Published:
 
 
 class FeedPublisher:
-    """Idempotent producer (acks=all) bound to one broker."""
+    """Producer (acks=all, no internal retries) bound to one broker."""
 
     def __init__(self, bootstrap: str, *, partitions: int = 3, client_id: str = "ehub-feeds"):
         self.bootstrap = bootstrap
         self.partitions = partitions
         self._client_id = client_id
         self._known_topics: set[str] = set()
+        self._admin: KafkaAdminClient | None = None
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=bootstrap,
                 client_id=client_id,
                 acks="all",
-                enable_idempotence=True,
+                # No producer-side retries and no idempotent producer: a send
+                # either is acknowledged or fails, and a failed batch stays
+                # "sending" in the outbox until a topic scan settles it
+                # (exactly-once through the outbox, whatever the broker supports;
+                # the embedded tansu broker mishandles idempotent producers).
+                enable_idempotence=False,
+                retries=0,
+                max_in_flight_requests_per_connection=1,
                 linger_ms=5,
                 request_timeout_ms=15000,
             )
@@ -69,21 +76,31 @@ class FeedPublisher:
         missing = sorted(set(topics) - self._known_topics)
         if not missing:
             return
+        # One admin client for the publisher's lifetime: closing a kafka-python
+        # admin client while the producer is open stalled the producer's
+        # sends against the embedded broker (seen with kafka-python 3.0).
+        if self._admin is None:
+            try:
+                self._admin = KafkaAdminClient(
+                    bootstrap_servers=self.bootstrap, client_id=f"{self._client_id}-admin"
+                )
+            except KafkaError as exc:
+                raise BrokerUnavailable(
+                    f"Kafka broker {self.bootstrap} is unreachable ({exc})"
+                ) from exc
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self._client_id)
+            # One topic per request: "already exists" then concerns that topic only.
+            created = 0
+            for name in missing:
+                try:
+                    self._admin.create_topics([NewTopic(name, self.partitions, 1)])
+                    created += 1
+                except TopicAlreadyExistsError:
+                    pass
+            if created:
+                log.info("broker %s: created %d topics", self.bootstrap, created)
         except KafkaError as exc:
-            raise BrokerUnavailable(
-                f"Kafka broker {self.bootstrap} is unreachable ({exc})"
-            ) from exc
-        try:
-            existing = set(admin.list_topics())
-            new = [NewTopic(t, self.partitions, 1) for t in missing if t not in existing]
-            if new:
-                with contextlib.suppress(TopicAlreadyExistsError):
-                    admin.create_topics(new)
-                log.info("broker %s: created %d topics", self.bootstrap, len(new))
-        finally:
-            admin.close()
+            raise BrokerUnavailable(f"creating topics on {self.bootstrap} failed ({exc})") from exc
         self._known_topics.update(missing)
 
     def publish(self, messages: Sequence[FeedMessage]) -> list[Published]:
@@ -120,7 +137,11 @@ class FeedPublisher:
         return scan_ids(self.bootstrap, topics, poll_ms=poll_ms)
 
     def close(self) -> None:
-        self._producer.close(timeout=10)
+        try:
+            self._producer.close(timeout=10)
+        finally:
+            if self._admin is not None:
+                self._admin.close()
 
 
 def scan_ids(bootstrap: str, topics: Iterable[str], *, poll_ms: int = 500) -> dict[str, Published]:

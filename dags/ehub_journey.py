@@ -24,9 +24,18 @@ DEFAULTS = {
 
 
 def _stage(name: str) -> dict[str, object]:
+    """Run one pipeline stage; a Terminal error fails the task without retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+    from ehub.errors import Terminal
     from ehub.tasks import run_stage
+    from ehub_hooks import EhubHook
 
-    return run_stage(name)
+    try:
+        return run_stage(name, EhubHook().get_settings())
+    except Exception as exc:
+        if isinstance(exc, Terminal):
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        raise
 
 
 @dag(

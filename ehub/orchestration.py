@@ -93,31 +93,35 @@ class DagRunResult:
     tasks: dict[str, Any]
 
 
-def run_dags(
-    settings: Settings, dag_ids: Sequence[str], *, timeout: float = 1800
-) -> list[DagRunResult]:
-    """Run DAGs one after another through Airflow; raise if one does not succeed."""
+def run_dags(settings: Settings, dag_ids: Sequence[str], *, timeout: float = 1800) -> list[DagRunResult]:
+    """Run DAGs one after another through Airflow (one process); raise if one does not succeed."""
     ensure_airflow_db(settings)
-    results = []
-    for dag_id in dag_ids:
-        proc = subprocess.run(
-            [sys.executable, "-m", "ehub.airflow_run", dag_id],
-            env=airflow_env(settings),
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-        )
-        last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    proc = subprocess.run(
+        [sys.executable, "-m", "ehub.airflow_run", *dag_ids],
+        env=airflow_env(settings), capture_output=True, text=True, check=False, timeout=timeout,
+    )
+    reports = []
+    for line in proc.stdout.splitlines():
         try:
-            report = json.loads(last)
+            obj = json.loads(line)
         except ValueError:
-            report = {}
-        if proc.returncode != 0 or report.get("state") != "success":
-            raise AirflowRunError(
-                f"DAG {dag_id} did not succeed (exit {proc.returncode}, state "
-                f"{report.get('state')}): {report.get('error') or ''}\n"
-                f"--- stderr (tail) ---\n{proc.stderr[-4000:]}"
-            )
-        results.append(DagRunResult(dag_id, report["state"], report.get("tasks", {})))
+            continue
+        if isinstance(obj, dict) and "dag_id" in obj and "state" in obj:
+            reports.append(obj)
+    results = [DagRunResult(r["dag_id"], r["state"], r.get("tasks", {})) for r in reports]
+    if proc.returncode != 0 or len(results) != len(dag_ids) or any(r.state != "success" for r in results):
+        done = {r.dag_id for r in results if r.state == "success"}
+        failed = next((d for d in dag_ids if d not in done), dag_ids[-1])
+        error = next((r.get("error") for r in reports if r["dag_id"] == failed), None)
+        raise AirflowRunError(
+            f"DAG {failed} did not succeed (exit {proc.returncode}): {error or 'process ended early'}\n"
+            + _error_lines(proc.stdout + proc.stderr)
+        )
     return results
+
+
+def _error_lines(output: str, limit: int = 12) -> str:
+    """The log lines that say what went wrong (Airflow logs tasks to stdout)."""
+    keys = ("error", "Error", "Exception", "Traceback")
+    lines = [ln.strip()[:400] for ln in output.splitlines() if any(k in ln for k in keys)]
+    return "\n".join(lines[-limit:])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
@@ -18,6 +19,7 @@ from sqlalchemy import select, update
 from connectors.kafka_feed import FeedMessage, FeedPublisher, scan_ids
 from ehub.audit import Event, append
 from ehub.config import Settings
+from ehub.errors import BrokerUnavailable
 from ehub.masking import mask_license_document
 from ehub.pipeline import StageResult
 from ehub.pipeline.faults import crash_point
@@ -85,11 +87,11 @@ def recover(settings: Settings, store: Store) -> int:
     return done
 
 
-def run(settings: Settings, store: Store) -> StageResult:
+def run(settings: Settings, store: Store, *, attempts: int = 4) -> StageResult:
     broker = settings.require("broker")
     recovered = recover(settings, store)
     publisher = FeedPublisher(broker)
-    batches = published = 0
+    batches = published = failures = 0
     try:
         while True:
             with store.session() as s:
@@ -125,7 +127,18 @@ def run(settings: Settings, store: Store) -> StageResult:
                 FeedMessage(topic, key, mid, envelope(ident, ver, status, div, doc, mid))
                 for _id, topic, key, mid, ident, ver, status, div, doc in todo
             ]
-            acks = {p.message_id: p for p in publisher.publish(msgs)}
+            try:
+                acks = {p.message_id: p for p in publisher.publish(msgs)}
+            except BrokerUnavailable:
+                failures += 1
+                if failures >= attempts:
+                    raise
+                # Part of the batch may have reached the broker: settle it by a scan.
+                publisher.close()
+                time.sleep(min(0.5 * 2**failures, 10.0))
+                recovered += recover(settings, store)
+                publisher = FeedPublisher(broker)
+                continue
             crash_point(settings.fault, "publish", batches, "acked")
             with store.session() as s:
                 for row_id, _topic, _key, mid, _ident, _ver, *_ in todo:

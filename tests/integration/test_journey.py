@@ -23,6 +23,7 @@ import pytest
 from ehub import devstack
 from ehub.config import Settings
 from ehub.orchestration import JOURNEY, AirflowRunError, run_dags
+from tests.conftest import need_binary
 from tests.integration import journey_support as js
 
 pytestmark = pytest.mark.slow
@@ -70,6 +71,10 @@ def test_journey_through_airflow_then_rerun_adds_nothing(
     seeded = devstack.status(stack.home)["seeded"]  # type: ignore[index]
     assert first["extracted"] == seeded["count"] == js.SEED_COUNT
     assert first["quarantined_by_reason"] == {k: v for k, v in seeded["defects"].items() if v}
+
+    need_binary("pdfsig", "poppler-utils")
+    need_binary("certutil", "libnss3-tools")
+    assert js.validate_documents(stack, stack.home / "nss") == first["sealed"]
 
     run_dags(stack, JOURNEY)
     assert js.final_state(stack) == first

@@ -1,0 +1,99 @@
+"""Deliver stage against the strict platform simulator: lost receipts, 429, rejections, outages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from connectors.platform import ProvincialClient
+from ehub.config import Settings
+from ehub.errors import DestinationUnavailable
+from ehub.pipeline import deliver, extract, normalize, seal
+from ehub.store.db import Store
+from ehub.store.models import DeliveryRow, LicenseRow
+from simulators.market_regulation import generate
+from simulators.provincial import create_app
+
+
+@dataclass
+class Env:
+    settings: Settings
+    store: Store
+    platform: TestClient
+
+
+def _client(platform: TestClient) -> ProvincialClient:
+    def forward(request: httpx.Request) -> httpx.Response:
+        r = platform.request(request.method, request.url.path, content=request.content,
+                             headers=dict(request.headers))
+        return httpx.Response(r.status_code, content=r.content, headers=r.headers)
+
+    return ProvincialClient("http://provincial.test", "dev-provincial-token",
+                            transport=httpx.MockTransport(forward))
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    mr = f"sqlite:///{tmp_path / 'mr.db'}"
+    generate(mr, count=30, defect_rate=0.0, seed=3)
+    settings = Settings.from_env(home=tmp_path / "home", out_dir=tmp_path / "out",
+                                 database_url=f"sqlite:///{tmp_path / 'hub.db'}",
+                                 market_regulation_url=mr, batch_size=10)
+    store = Store(settings.database_url)
+    store.migrate()
+    for stage in (extract, normalize, seal):
+        stage.run(settings, store)
+    with TestClient(create_app(tmp_path / "platform", token="dev-provincial-token")) as platform:
+        yield Env(settings, store, platform)
+    store.dispose()
+
+
+def _states(store: Store) -> dict[str, int]:
+    with store.session() as s:
+        out: dict[str, int] = {}
+        for (state,) in s.execute(select(DeliveryRow.state)):
+            out[state] = out.get(state, 0) + 1
+        return out
+
+
+def _held(platform: TestClient) -> int:
+    return int(platform.get("/admin/stats").json()["versions"])
+
+
+def test_lost_receipts_are_resent_with_the_same_keys_and_stored_once(env: Env) -> None:
+    env.platform.post("/admin/faults", json={"kind": "lose_receipt", "rate": 1.0, "count": 2})
+    result = deliver.run(env.settings, env.store, client=_client(env.platform), base_delay=0.01)
+    assert result.counts["delivered"] == 30
+    assert result.counts["duplicates"] >= 10  # the lost batches came back as original receipts
+    assert _states(env.store) == {"delivered": 30}
+    assert _held(env.platform) == 30
+
+
+def test_rate_limit_is_honoured_and_everything_arrives(env: Env) -> None:
+    env.platform.post("/admin/faults", json={"kind": "http429", "rate": 1.0, "count": 1})
+    result = deliver.run(env.settings, env.store, client=_client(env.platform), base_delay=0.01)
+    assert result.counts["delivered"] == 30 and _held(env.platform) == 30
+
+
+def test_platform_rejection_is_recorded_per_record_with_the_platform_reason(env: Env) -> None:
+    with env.store.session() as s:
+        row = s.scalars(select(LicenseRow).order_by(LicenseRow.id).limit(1)).one()
+        row.document = {**row.document, "ZZBS": row.document["ZZBS"][:-1] + "#"}
+    result = deliver.run(env.settings, env.store, client=_client(env.platform), base_delay=0.01)
+    assert result.counts == {"delivered": 29, "rejected": 1, "duplicates": 0}
+    with env.store.session() as s:
+        [err] = s.scalars(select(DeliveryRow.last_error).where(DeliveryRow.state == "rejected")).all()
+    assert err and err.split(":")[0] in {"SCHEMA", "IDENTIFIER"}
+
+
+def test_unreachable_platform_fails_with_its_address_and_keeps_the_outbox(env: Env) -> None:
+    client = ProvincialClient("http://127.0.0.1:1", "t", timeout=2)
+    with pytest.raises(DestinationUnavailable, match=r"127\.0\.0\.1:1"):
+        deliver.run(env.settings, env.store, client=client, attempts=2, base_delay=0.01)
+    assert _states(env.store) == {"pending": 30}
