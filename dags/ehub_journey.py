@@ -15,17 +15,24 @@ from airflow.sdk import Asset, dag, task
 
 SEALED_LICENSES = Asset("ehub://store/licenses/sealed")
 
-DEFAULTS = {
-    "owner": "ehub",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=30),
-    "retry_exponential_backoff": True,
+#: What every journey DAG shares: one run at a time, retries with backoff.
+COMMON = {
+    "start_date": pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
+    "catchup": False,
+    "max_active_runs": 1,
+    "default_args": {
+        "owner": "ehub",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+    },
 }
 
 
 def _stage(name: str) -> dict[str, object]:
     """Run one pipeline stage; a Terminal error fails the task without retries."""
     from airflow.sdk.exceptions import AirflowFailException
+
     from ehub.errors import Terminal
     from ehub.tasks import run_stage
     from ehub_hooks import EhubHook
@@ -41,10 +48,7 @@ def _stage(name: str) -> dict[str, object]:
 @dag(
     dag_id="ingest__market_regulation__business_licenses",
     schedule="@hourly",
-    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULTS,
+    **COMMON,
     tags=["ehub", "ingest", "license"],
     doc_md="Business licenses from the market-regulation database: extract, normalize "
     "(defects to quarantine), seal (PAdES).",
@@ -68,10 +72,7 @@ def ingest_market_regulation():
 @dag(
     dag_id="deliver__provincial",
     schedule=[SEALED_LICENSES],
-    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULTS,
+    **COMMON,
     tags=["ehub", "delivery"],
     doc_md="Sealed licenses to the provincial platform, with idempotency keys and receipts.",
 )
@@ -86,10 +87,7 @@ def deliver_provincial():
 @dag(
     dag_id="feed__return_to_locality",
     schedule=[SEALED_LICENSES],
-    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULTS,
+    **COMMON,
     tags=["ehub", "feeds"],
     doc_md="Each sealed license version to the return topic of its county.",
 )

@@ -20,8 +20,15 @@ def main(argv: list[str]) -> int:
 
     bag = DagBag()
     if bag.import_errors:
-        print(json.dumps({"dag_id": argv[0], "state": "import_error",
-                          "error": {k: v[-500:] for k, v in bag.import_errors.items()}}))
+        print(
+            json.dumps(
+                {
+                    "dag_id": argv[0],
+                    "state": "import_error",
+                    "error": {k: v[-500:] for k, v in bag.import_errors.items()},
+                }
+            )
+        )
         return 1
     for dag_id in argv:
         dag = bag.get_dag(dag_id)
@@ -32,8 +39,17 @@ def main(argv: list[str]) -> int:
         tasks = {ti.task_id: {"state": str(ti.state)} for ti in dr.get_task_instances()}
         state = str(dr.state)
         failed = [t for t, v in tasks.items() if v["state"] != "success"]
-        print(json.dumps({"dag_id": dag_id, "state": state, "tasks": tasks,
-                          "error": f"tasks not successful: {failed}" if failed else None}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "dag_id": dag_id,
+                    "state": state,
+                    "tasks": tasks,
+                    "error": f"tasks not successful: {failed}" if failed else None,
+                }
+            ),
+            flush=True,
+        )
         if state != "success":
             return 1
     return 0

@@ -6,6 +6,7 @@ that is not built yet is reported as ``null`` with the reason under ``missing``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -107,7 +108,7 @@ def run_bench(
 
         results: dict[str, dict[str, Any]] = {}
         for stage in ("extract", "normalize", "seal", "deliver", "publish"):
-            results[stage], stages[stage] = _timed(lambda stage=stage: run_stage(stage, settings))
+            results[stage], stages[stage] = _timed(functools.partial(run_stage, stage, settings))
         sealed = int(results["seal"]["sealed"])
         figures["seal_bb_per_s"] = _rate(sealed, stages["seal"])
         figures["deliver_per_s"] = _rate(int(results["deliver"]["delivered"]), stages["deliver"])

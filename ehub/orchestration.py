@@ -54,6 +54,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
             "EHUB_HOME": str(settings.home),
             "EHUB_DATABASE_URL": settings.database_url,
             "EHUB_OUT_DIR": str(settings.out_dir),
+            "EHUB_BATCH_SIZE": str(settings.batch_size),
         }
     )
     for name in ("broker", "provincial_url", "market_regulation_url"):
@@ -93,12 +94,18 @@ class DagRunResult:
     tasks: dict[str, Any]
 
 
-def run_dags(settings: Settings, dag_ids: Sequence[str], *, timeout: float = 1800) -> list[DagRunResult]:
+def run_dags(
+    settings: Settings, dag_ids: Sequence[str], *, timeout: float = 1800
+) -> list[DagRunResult]:
     """Run DAGs one after another through Airflow (one process); raise if one does not succeed."""
     ensure_airflow_db(settings)
     proc = subprocess.run(
         [sys.executable, "-m", "ehub.airflow_run", *dag_ids],
-        env=airflow_env(settings), capture_output=True, text=True, check=False, timeout=timeout,
+        env=airflow_env(settings),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
     )
     reports = []
     for line in proc.stdout.splitlines():
@@ -109,7 +116,11 @@ def run_dags(settings: Settings, dag_ids: Sequence[str], *, timeout: float = 180
         if isinstance(obj, dict) and "dag_id" in obj and "state" in obj:
             reports.append(obj)
     results = [DagRunResult(r["dag_id"], r["state"], r.get("tasks", {})) for r in reports]
-    if proc.returncode != 0 or len(results) != len(dag_ids) or any(r.state != "success" for r in results):
+    if (
+        proc.returncode != 0
+        or len(results) != len(dag_ids)
+        or any(r.state != "success" for r in results)
+    ):
         done = {r.dag_id for r in results if r.state == "success"}
         failed = next((d for d in dag_ids if d not in done), dag_ids[-1])
         error = next((r.get("error") for r in reports if r["dag_id"] == failed), None)

@@ -105,6 +105,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     binary and database the suite needs must be there."""
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
-    if report.skipped and os.environ.get("EHUB_REQUIRE_SERVICES") == "1" and not hasattr(report, "wasxfail"):
+    if (
+        report.skipped
+        and os.environ.get("EHUB_REQUIRE_SERVICES") == "1"
+        and not hasattr(report, "wasxfail")
+    ):
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, where nothing may be skipped: {report.longrepr}"

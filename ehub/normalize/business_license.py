@@ -7,6 +7,7 @@ checks stay the same.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import replace
 from functools import lru_cache
@@ -93,11 +94,7 @@ def normalize(
         )
     surface: dict[str, str] = {}
     for column, code, limit in SURFACE:
-        v = field(
-            lambda column=column, code=code, limit=limit: optional_text(
-                payload, column, code, max_len=limit
-            )
-        )
+        v = field(functools.partial(optional_text, payload, column, code, max_len=limit))
         if v:
             surface[code] = v
     if valid_from is not None and valid_until is not None and valid_until < valid_from:

@@ -21,8 +21,7 @@ LONG_TERM = {"长期", "永久", "长期有效", "9999-12-31"}
 
 def text(payload: dict[str, Any], column: str, field: str, *, max_len: int = 200) -> str:
     """Trimmed text of a required column (E_REQUIRED_MISSING / E_FIELD_TOO_LONG)."""
-    value = payload.get(column)
-    s = "" if value is None else str(value).strip()
+    s = optional_text(payload, column, field, max_len=max_len)
     if not s:
         raise RecordError(
             "E_REQUIRED_MISSING",
@@ -30,18 +29,11 @@ def text(payload: dict[str, Any], column: str, field: str, *, max_len: int = 200
             f"required field {field} (column {column}) is empty",
             f"必填字段 {field}（源字段 {column}）为空",
         )
-    if len(s) > max_len:
-        raise RecordError(
-            "E_FIELD_TOO_LONG",
-            field,
-            f"{field} is {len(s)} characters, limit {max_len}",
-            f"{field} 长度 {len(s)} 超过上限 {max_len}",
-            value=s[:50],
-        )
     return s
 
 
 def optional_text(payload: dict[str, Any], column: str, field: str, *, max_len: int = 4000) -> str:
+    """Trimmed text of a column, empty when absent (E_FIELD_TOO_LONG)."""
     value = payload.get(column)
     s = "" if value is None else str(value).strip()
     if len(s) > max_len:

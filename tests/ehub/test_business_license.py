@@ -24,10 +24,22 @@ ISSUER = _uscc("11370602", "MB285059")
 
 def row(**changes: Any) -> dict[str, Any]:
     base = {
-        "ID": 7, "TYSHXYDM": HOLDER, "QYMC": "烟台海岸科技有限公司", "ZZBH": HOLDER, "FDDBR": "王小明",
-        "QYLX": "有限责任公司", "ZCZB": "100万元人民币", "ZS": "山东省烟台市芝罘区海港路1号",
-        "JYFW": "软件开发", "CLRQ": "20200115", "YYQXZ": "长期", "DJJG": "烟台市芝罘区市场监督管理局",
-        "DJJGDM": ISSUER, "XZQHDM": "370602", "FZRQ": "2024-05-20", "JLZT": "1",
+        "ID": 7,
+        "TYSHXYDM": HOLDER,
+        "QYMC": "烟台海岸科技有限公司",
+        "ZZBH": HOLDER,
+        "FDDBR": "王小明",
+        "QYLX": "有限责任公司",
+        "ZCZB": "100万元人民币",
+        "ZS": "山东省烟台市芝罘区海港路1号",
+        "JYFW": "软件开发",
+        "CLRQ": "20200115",
+        "YYQXZ": "长期",
+        "DJJG": "烟台市芝罘区市场监督管理局",
+        "DJJGDM": ISSUER,
+        "XZQHDM": "370602",
+        "FZRQ": "2024-05-20",
+        "JLZT": "1",
         "GXSJ": "2024-05-20 09:30:00",
     }
     base.update(changes)
@@ -65,7 +77,9 @@ def test_identifier_and_hash_are_stable_and_change_with_content() -> None:
         ({"QYMC": "长" * 300}, "E_FIELD_TOO_LONG", "CZZT"),
     ],
 )
-def test_each_defect_is_rejected_with_its_reason_and_field(changes: dict[str, Any], reason: str, field: str) -> None:
+def test_each_defect_is_rejected_with_its_reason_and_field(
+    changes: dict[str, Any], reason: str, field: str
+) -> None:
     with pytest.raises(RecordRejected) as rej:
         normalize(row(**changes), source="mr", source_key="7", source_version="v")
     [err] = rej.value.errors
@@ -76,7 +90,14 @@ def test_each_defect_is_rejected_with_its_reason_and_field(changes: dict[str, An
 
 def test_every_defect_of_a_record_is_reported_at_once() -> None:
     with pytest.raises(RecordRejected) as rej:
-        normalize(row(QYMC="", CLRQ="2023-02-30", XZQHDM="379999"), source="mr", source_key="7",
-                  source_version="v")
+        normalize(
+            row(QYMC="", CLRQ="2023-02-30", XZQHDM="379999"),
+            source="mr",
+            source_key="7",
+            source_version="v",
+        )
     assert {e.reason_code for e in rej.value.errors} == {
-        "E_REQUIRED_MISSING", "E_DATE_INVALID", "E_DIVISION_UNKNOWN"}
+        "E_REQUIRED_MISSING",
+        "E_DATE_INVALID",
+        "E_DIVISION_UNKNOWN",
+    }

@@ -30,21 +30,27 @@ class Env:
 
 def _client(platform: TestClient) -> ProvincialClient:
     def forward(request: httpx.Request) -> httpx.Response:
-        r = platform.request(request.method, request.url.path, content=request.content,
-                             headers=dict(request.headers))
+        r = platform.request(
+            request.method, request.url.path, content=request.content, headers=dict(request.headers)
+        )
         return httpx.Response(r.status_code, content=r.content, headers=r.headers)
 
-    return ProvincialClient("http://provincial.test", "dev-provincial-token",
-                            transport=httpx.MockTransport(forward))
+    return ProvincialClient(
+        "http://provincial.test", "dev-provincial-token", transport=httpx.MockTransport(forward)
+    )
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
     mr = f"sqlite:///{tmp_path / 'mr.db'}"
     generate(mr, count=30, defect_rate=0.0, seed=3)
-    settings = Settings.from_env(home=tmp_path / "home", out_dir=tmp_path / "out",
-                                 database_url=f"sqlite:///{tmp_path / 'hub.db'}",
-                                 market_regulation_url=mr, batch_size=10)
+    settings = Settings.from_env(
+        home=tmp_path / "home",
+        out_dir=tmp_path / "out",
+        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
+        market_regulation_url=mr,
+        batch_size=10,
+    )
     store = Store(settings.database_url)
     store.migrate()
     for stage in (extract, normalize, seal):
@@ -88,7 +94,9 @@ def test_platform_rejection_is_recorded_per_record_with_the_platform_reason(env:
     result = deliver.run(env.settings, env.store, client=_client(env.platform), base_delay=0.01)
     assert result.counts == {"delivered": 29, "rejected": 1, "duplicates": 0}
     with env.store.session() as s:
-        [err] = s.scalars(select(DeliveryRow.last_error).where(DeliveryRow.state == "rejected")).all()
+        [err] = s.scalars(
+            select(DeliveryRow.last_error).where(DeliveryRow.state == "rejected")
+        ).all()
     assert err and err.split(":")[0] in {"SCHEMA", "IDENTIFIER"}
 
 

@@ -25,9 +25,14 @@ def _prepare(tmp_path: Path, broker: str) -> tuple[Settings, Store]:
     generate(mr, count=40, defect_rate=0.0, seed=11)
     prefix = f"test.{tmp_path.name[-12:].lower()}."
     settings = replace(
-        Settings.from_env(home=tmp_path / "home", out_dir=tmp_path / "out",
-                          database_url=f"sqlite:///{tmp_path / 'hub.db'}",
-                          market_regulation_url=mr, batch_size=15, broker=broker),
+        Settings.from_env(
+            home=tmp_path / "home",
+            out_dir=tmp_path / "out",
+            database_url=f"sqlite:///{tmp_path / 'hub.db'}",
+            market_regulation_url=mr,
+            batch_size=15,
+            broker=broker,
+        ),
         return_topic_prefix=prefix,
     )
     store = Store(settings.database_url)
@@ -39,8 +44,12 @@ def _prepare(tmp_path: Path, broker: str) -> tuple[Settings, Store]:
 
 def _on_broker(settings: Settings) -> Counter[str]:
     c = KafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
-    tps = [TopicPartition(t, p) for t in c.topics() if t.startswith(settings.return_topic_prefix)
-           for p in c.partitions_for_topic(t) or ()]
+    tps = [
+        TopicPartition(t, p)
+        for t in c.topics()
+        if t.startswith(settings.return_topic_prefix)
+        for p in c.partitions_for_topic(t) or ()
+    ]
     ids: Counter[str] = Counter()
     c.assign(tps)
     c.seek_to_beginning()
@@ -83,8 +92,14 @@ def test_a_send_that_fails_halfway_is_settled_by_a_topic_scan(
     ids = _on_broker(settings)
     assert len(ids) == 40 and set(ids.values()) == {1}
     with store.session() as s:
-        assert s.scalar(select(func.count()).select_from(FeedMessageRow)
-                        .where(FeedMessageRow.state == "published")) == 40
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(FeedMessageRow)
+                .where(FeedMessageRow.state == "published")
+            )
+            == 40
+        )
 
 
 def test_unreachable_broker_names_it(tmp_path: Path, broker: str) -> None:

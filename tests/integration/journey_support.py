@@ -131,16 +131,22 @@ def validate_documents(settings: Settings, nss_dir: Path) -> int:
     root = settings.home / "pki" / "root.pem"
     db = f"sql:{nss_dir}"
     nss_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["certutil", "-N", "--empty-password", "-d", db], check=True, capture_output=True)
-    subprocess.run(["certutil", "-A", "-n", "ehub-dev-root", "-t", ",C,", "-i", str(root), "-d", db],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["certutil", "-N", "--empty-password", "-d", db], check=True, capture_output=True
+    )
+    subprocess.run(
+        ["certutil", "-A", "-n", "ehub-dev-root", "-t", ",C,", "-i", str(root), "-d", db],
+        check=True,
+        capture_output=True,
+    )
     pdfs = sorted((settings.out_dir / "licenses").glob("*.pdf"))
     for pdf in pdfs:
         report = verify_pdf(pdf.read_bytes(), [root])
         assert report.valid and report.intact and report.trusted, (pdf.name, report.reasons)
         assert report.covers_whole_document and report.digest_algorithm == "sha256"
-        out = subprocess.run(["pdfsig", "-nssdir", db, str(pdf)], capture_output=True, text=True,
-                             check=False).stdout
+        out = subprocess.run(
+            ["pdfsig", "-nssdir", db, str(pdf)], capture_output=True, text=True, check=False
+        ).stdout
         assert "Signature is Valid." in out, (pdf.name, out)
         assert "Certificate is Trusted." in out, (pdf.name, out)
         assert "Total document signed" in out and "ETSI.CAdES.detached" in out, out
