@@ -20,6 +20,7 @@ from rich.table import Table
 
 from ehub import devstack
 from ehub.config import Settings
+from ehub.errors import HubError
 from ehub.orchestration import JOURNEY, run_dags
 from ehub.store.db import Store
 from ehub.summary import journey_counts
@@ -57,8 +58,10 @@ def run_demo(
         platform = httpx.get(f"{settings.provincial_url}/admin/stats", timeout=10).json()
     finally:
         devstack.down(home)
+    verified = verify_documents(out_dir / "licenses", home / "pki" / "root.pem")
     summary = {
         **counts,
+        "documents_verified": verified,
         "platform": {"provincial": platform},
         "seeded": state.get("seeded", {}),
         "duration_s": round(time.monotonic() - started, 2),
@@ -66,7 +69,22 @@ def run_demo(
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2))
     _print(console, summary, out_dir)
+    if verified["invalid"] or not verified["valid"]:
+        raise HubError(f"{verified['invalid']} sealed PDFs failed verification; see {out_dir}")
     return summary
+
+
+def verify_documents(folder: Path, root: Path) -> dict[str, int]:
+    """Check every sealed PDF with pyHanko's validator against the dev trust root."""
+    from signing.verify import verify_pdf
+
+    valid = invalid = 0
+    for pdf in sorted(folder.glob("*.pdf")):
+        if verify_pdf(pdf.read_bytes(), [root]).valid:
+            valid += 1
+        else:
+            invalid += 1
+    return {"valid": valid, "invalid": invalid}
 
 
 def _print(console: Console, s: dict[str, Any], out_dir: Path) -> None:
@@ -82,6 +100,8 @@ def _print(console: Console, s: dict[str, Any], out_dir: Path) -> None:
     for dest, n in s["delivered"].items():
         t.add_row(f"delivered 汇聚 → {dest}", str(n))
     t.add_row("returned 属地返还 (messages)", str(s["returned"]))
+    v = s["documents_verified"]
+    t.add_row("sealed PDFs verified (pyHanko)", f"{v['valid']} valid, {v['invalid']} invalid")
     t.add_row("duration (s)", f"{s['duration_s']:.1f}")
     console.print(t)
     console.print(f"summary: {out_dir / 'summary.json'}")
