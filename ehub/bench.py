@@ -163,8 +163,9 @@ def _pyhanko_loop(settings: Settings, n: int) -> float:
         store.dispose()
     assert doc is not None
     pdf = render_license_pdf(license_view(doc[0]))
-    signer = signers.SimpleSigner.load_pkcs12(str(pki.seal_p12_path), pki.passphrase.encode())
-    assert signer is not None
+    signer = signers.SimpleSigner.load_pkcs12_data(
+        pki.seal_p12_path.read_bytes(), other_certs=(), passphrase=pki.passphrase.encode()
+    )
     meta = signers.PdfSignatureMetadata(
         field_name="Sig1", subfilter=fields.SigSeedSubFilter.PADES, md_algorithm="sha256"
     )
