@@ -57,6 +57,8 @@ def airflow_env(settings: Settings) -> dict[str, str]:
             "EHUB_BATCH_SIZE": str(settings.batch_size),
         }
     )
+    # Airflow starts its components as `airflow …` from PATH: use this environment's.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     for name in ("broker", "provincial_url", "market_regulation_url"):
         value = getattr(settings, name)
         if value:
