@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
@@ -132,11 +133,13 @@ def run_cli() -> None:
 @click.option("--port", default=0, help="Airflow API server port (default: a free one).")
 def up(port: int) -> None:
     """The stack kept running: dev services plus `airflow standalone` on loopback (Ctrl-C stops all)."""
-    import os
-    import subprocess
+    import signal
 
     from ehub import devstack
     from ehub.orchestration import airflow_env, ensure_airflow_db
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
 
     home = default_home()
     devstack.up(home)
@@ -150,8 +153,14 @@ def up(port: int) -> None:
             f"Airflow UI on http://127.0.0.1:{port} (credentials: see "
             f"{settings.home / 'airflow'}/simple_auth_manager_passwords.json.generated)"
         )
-        bin_dir = os.path.dirname(sys.executable)
-        subprocess.run([os.path.join(bin_dir, "airflow"), "standalone"], env=env, check=False)
+        proc = subprocess.Popen(["airflow", "standalone"], env=env, start_new_session=True)
+        signal.signal(signal.SIGTERM, interrupt)
+        try:
+            proc.wait()
+        except KeyboardInterrupt:
+            console.print("stopping Airflow and the dev stack…")
+        finally:
+            _stop_group(proc)
     finally:
         devstack.down(home)
 
@@ -171,3 +180,20 @@ def bench(count: int, out_path: Path) -> None:
 
     result = run_bench(count=count, out_path=out_path.resolve(), console=console)
     console.print_json(json.dumps(result["figures"]))
+
+
+def _stop_group(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Stop a process started in its own session, with everything it started."""
+    import os
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            continue
