@@ -15,7 +15,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from connectors.sql import SqlSource, SqlSourceSpec
 from ehub.audit import Event, append
@@ -122,26 +122,22 @@ def run(settings: Settings, store: Store, src: SourceDef = MARKET_REGULATION) ->
                 )
             crash_point(settings.fault, "extract", batches, "before")
             with store.session() as s:
-                before = (
-                    s.scalar(
-                        select(func.count())
-                        .select_from(RawRecord)
-                        .where(RawRecord.source_id == src.id)
-                    )
-                    or 0
+                # Count only this batch's rows already stored (a full-table count per
+                # batch would grow with the source).
+                keys = {(r["source_key"], r["payload_hash"]) for r in raws}
+                stored = set(
+                    s.execute(
+                        select(RawRecord.source_key, RawRecord.payload_hash).where(
+                            RawRecord.source_id == src.id,
+                            RawRecord.source_key.in_([k for k, _ in keys]),
+                        )
+                    ).tuples()
                 )
                 insert_ignore(
                     s, RawRecord.__table__, raws, ["source_id", "source_key", "payload_hash"]
                 )
-                after = (
-                    s.scalar(
-                        select(func.count())
-                        .select_from(RawRecord)
-                        .where(RawRecord.source_id == src.id)
-                    )
-                    or 0
-                )
-                new += after - before
+                added = len(keys - stored)
+                new += added
                 wm = s.get(Watermark, src.id)
                 if wm is None:
                     s.add(Watermark(source_id=src.id, cursor=batch.cursor, updated_at=utcnow()))
@@ -155,7 +151,7 @@ def run(settings: Settings, store: Store, src: SourceDef = MARKET_REGULATION) ->
                             "extracted",
                             src.id,
                             None,
-                            {"rows": len(raws), "new": after - before, "cursor": batch.cursor},
+                            {"rows": len(raws), "new": added, "cursor": batch.cursor},
                         )
                     ],
                 )

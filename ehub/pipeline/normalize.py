@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from ehub import divisions
 from ehub.audit import Event, append
 from ehub.config import Settings
 from ehub.normalize import RecordRejected, business_license
@@ -149,8 +150,6 @@ def run(settings: Settings, store: Store, src: SourceDef = MARKET_REGULATION) ->
 
 
 def _license_row(lic: License, source_id: str, raw_id: int) -> dict[str, Any]:
-    from ehub import divisions
-
     return {
         "identifier": lic.identifier,
         "version": lic.version,

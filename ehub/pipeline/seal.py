@@ -26,7 +26,7 @@ from ehub.pipeline.faults import crash_point
 from ehub.store.db import Store, insert_ignore, utcnow
 from ehub.store.models import DeliveryRow, FeedMessageRow, LicenseRow, SealRow, SignatureRow
 from signing.pades import PadesSealer
-from signing.pki import DevPKI, ensure_dev_pki
+from signing.pki import DEV_DEPARTMENT_USCC, DevPKI, ensure_dev_pki
 from signing.render import LicenseView, render_license_pdf
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 DESTINATIONS = ("provincial",)
 DEV_SEAL_CODE = "370000-SCJG-DZZZ-0001"
 DEV_SEAL_DEPARTMENT = "山东省市场监督管理局"
-DEV_SEAL_USCC = "11370000MB28505979"  # placeholder registration of the dev seal (not a real code)
 DEV_SEAL_NAME = "山东省市场监督管理局电子证照专用章"
 
 
@@ -70,7 +69,7 @@ def ensure_dev_seal(settings: Settings, store: Store) -> tuple[int, DevPKI]:
                 {
                     "code": DEV_SEAL_CODE,
                     "department": DEV_SEAL_DEPARTMENT,
-                    "department_uscc": DEV_SEAL_USCC,
+                    "department_uscc": DEV_DEPARTMENT_USCC,
                     "name": DEV_SEAL_NAME,
                     "seal_type": "证照专用章",
                     "cert_pem": cert.public_bytes(Encoding.PEM).decode(),
