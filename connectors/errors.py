@@ -2,7 +2,7 @@
 
 Connectors translate vendor errors (SQLAlchemy, httpx, kafka-python) into the
 core tree of :mod:`ehub.errors` at their boundary, so callers handle one
-hierarchy: ``SourceUnavailable`` for department systems,
+hierarchy: ``SourceUnavailable`` / ``SourceRejected`` for department systems,
 ``DestinationUnavailable`` / ``DestinationRejected`` for platforms,
 ``BrokerUnavailable`` for the message bus. This module re-exports them.
 """
@@ -12,6 +12,8 @@ from ehub.errors import (
     DestinationError,
     DestinationRejected,
     DestinationUnavailable,
+    SourceError,
+    SourceRejected,
     SourceUnavailable,
 )
 
@@ -20,5 +22,7 @@ __all__ = [
     "DestinationError",
     "DestinationRejected",
     "DestinationUnavailable",
+    "SourceError",
+    "SourceRejected",
     "SourceUnavailable",
 ]

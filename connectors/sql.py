@@ -14,13 +14,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import MetaData, Table, and_, create_engine, or_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import NoSuchTableError, OperationalError, ProgrammingError
 
-from connectors.errors import SourceUnavailable
+from connectors.errors import SourceRejected, SourceUnavailable
+from connectors.source import SourceBatch, SourceRecord
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +43,8 @@ class SqlSourceSpec:
     cursor_column: str
     """Monotonic column of last change (e.g. an update timestamp)."""
     batch_size: int = 200
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Rows read in one round trip and the cursor just after the last of them."""
-
-    rows: list[dict[str, Any]]
-    cursor: str
+    start: str | None = None
+    """First run only: read rows whose cursor column is at or after this value."""
 
 
 class SqlSource:
@@ -55,6 +52,7 @@ class SqlSource:
 
     def __init__(self, spec: SqlSourceSpec) -> None:
         self.spec = spec
+        self.name = spec.name
         self._engine = create_engine(spec.url, future=True)
 
     def _table(self) -> Table:
@@ -71,15 +69,25 @@ class SqlSource:
                 f"({exc.orig}); check the connection and that the department system is up"
             ) from exc
 
-    def read(self, cursor: str | None) -> Iterator[Batch]:
+    def read(self, cursor: str | None) -> Iterator[SourceBatch]:
         """Yield batches of rows changed after ``cursor`` (all rows when None)."""
         table = self._table()
-        cur_col = table.c[self.spec.cursor_column]
-        key_col = table.c[self.spec.key_column]
+        try:
+            cur_col = table.c[self.spec.cursor_column]
+            key_col = table.c[self.spec.key_column]
+        except KeyError as exc:
+            raise SourceRejected(
+                f"source {self.spec.name}: table {self.spec.table!r} has no column {exc}; "
+                "check key and cursor.field in the source spec"
+            ) from None
         last_cur, last_key = _split(cursor)
+        first = last_cur is None and self.spec.start is not None
         while True:
             stmt = select(table).order_by(cur_col, key_col).limit(self.spec.batch_size)
-            if last_cur is not None:
+            if first:
+                stmt = stmt.where(cur_col >= self.spec.start)
+                first = False
+            elif last_cur is not None:
                 stmt = stmt.where(
                     or_(cur_col > last_cur, and_(cur_col == last_cur, key_col > last_key))
                 )
@@ -96,12 +104,56 @@ class SqlSource:
             last_cur = last[self.spec.cursor_column]
             last_key = last[self.spec.key_column]
             log.info("source %s: read %d rows up to key %s", self.spec.name, len(rows), last_key)
-            yield Batch(rows=rows, cursor=f"{last_cur}|{last_key}")
+            yield SourceBatch(
+                [
+                    SourceRecord(
+                        str(r[self.spec.key_column]),
+                        str(r[self.spec.cursor_column]),
+                        {k: _jsonable(v) for k, v in r.items()},
+                    )
+                    for r in rows
+                ],
+                cursor=f"{last_cur}|{last_key}",
+            )
             if len(rows) < self.spec.batch_size:
                 return
 
+    def commit(self, batch: SourceBatch) -> None:
+        """Nothing to do: the stored watermark is the whole state of a SQL read."""
+
+    def lookup(self, table: str, key: str, value: str, keys: list[str]) -> dict[str, Any]:
+        """``{key: value}`` from another table of the same database, for ``keys``."""
+        if not keys:
+            return {}
+        try:
+            t = Table(table, MetaData(), autoload_with=self._engine)
+            stmt = select(t.c[key], t.c[value]).where(t.c[key].in_(keys))
+            with self._engine.connect() as conn:
+                return {str(k): v for k, v in conn.execute(stmt)}
+        except (NoSuchTableError, KeyError) as exc:
+            raise SourceRejected(
+                f"source {self.spec.name}: lookup table {table!r} or its columns "
+                f"{key!r}/{value!r} not found ({exc}); check the mapping's lookup"
+            ) from exc
+        except (OperationalError, ProgrammingError) as exc:
+            raise SourceUnavailable(
+                f"source {self.spec.name}: lookup in {table!r} failed ({exc.orig})"
+            ) from exc
+
     def close(self) -> None:
         self._engine.dispose()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value
 
 
 def _split(cursor: str | None) -> tuple[Any, Any]:

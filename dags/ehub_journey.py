@@ -1,77 +1,40 @@
-"""The license journey: ingest (extract → normalize → seal), delivery, return feeds.
+"""The license journey after ingest: seal, delivery, return feeds.
 
-Thin DAG file: no I/O and no heavy imports at parse time; every task imports
-:mod:`ehub.tasks` when it runs. XCom carries counts only. Each task is
-idempotent — a retry after a crash at any point gives the same store, platform
-and feed contents (see ``ehub.pipeline``).
+Thin DAG file: no I/O and no heavy imports at parse time. Ingest DAGs (one per
+source spec, see ``ingest_sources.py``) update the normalized-licenses asset;
+sealing follows it, delivery and return feeds follow the sealed asset. XCom
+carries counts only; every task is idempotent.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import dag, task
+from ehub_dag_common import COMMON, NORMALIZED_LICENSES, SEALED_LICENSES, run_stage_task
 
-SEALED_LICENSES = Asset("ehub://store/licenses/sealed")
-
-#: What every journey DAG shares: one run at a time, retries with backoff.
-COMMON = {
-    "start_date": pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
-    "catchup": False,
-    "max_active_runs": 1,
-    "default_args": {
-        "owner": "ehub",
-        "retries": 2,
-        "retry_delay": timedelta(seconds=30),
-        "retry_exponential_backoff": True,
-    },
-}
-
-
-def _stage(name: str) -> dict[str, object]:
-    """Run one pipeline stage; a Terminal error fails the task without retries."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from ehub.errors import Terminal
-    from ehub.tasks import run_stage
-    from ehub_hooks import EhubHook
-
-    try:
-        return run_stage(name, EhubHook().get_settings())
-    except Exception as exc:
-        if isinstance(exc, Terminal):
-            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
-        raise
+START = pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai")
 
 
 @dag(
-    dag_id="ingest__market_regulation__business_licenses",
-    schedule="@hourly",
+    dag_id="seal__licenses",
+    schedule=[NORMALIZED_LICENSES],
+    start_date=START,
     **COMMON,
-    tags=["ehub", "ingest", "license"],
-    doc_md="Business licenses from the market-regulation database: extract, normalize "
-    "(defects to quarantine), seal (PAdES).",
+    tags=["ehub", "seal", "license"],
+    doc_md="Every normalized license version rendered to PDF and sealed (PAdES).",
 )
-def ingest_market_regulation():
-    @task(doc="Retry: resumes from the stored watermark; rows read twice are stored once.")
-    def extract() -> dict[str, object]:
-        return _stage("extract")
-
-    @task(doc="Retry: only raw rows still pending are processed.")
-    def normalize() -> dict[str, object]:
-        return _stage("normalize")
-
+def seal_licenses():
     @task(outlets=[SEALED_LICENSES], doc="Retry: only licenses not yet sealed are sealed.")
     def seal() -> dict[str, object]:
-        return _stage("seal")
+        return run_stage_task("seal")
 
-    extract() >> normalize() >> seal()
+    seal()
 
 
 @dag(
     dag_id="deliver__provincial",
     schedule=[SEALED_LICENSES],
+    start_date=START,
     **COMMON,
     tags=["ehub", "delivery"],
     doc_md="Sealed licenses to the provincial platform, with idempotency keys and receipts.",
@@ -79,7 +42,7 @@ def ingest_market_regulation():
 def deliver_provincial():
     @task(doc="Retry: re-sends pending items with the same idempotency keys; no double insert.")
     def deliver() -> dict[str, object]:
-        return _stage("deliver")
+        return run_stage_task("deliver")
 
     deliver()
 
@@ -87,6 +50,7 @@ def deliver_provincial():
 @dag(
     dag_id="feed__return_to_locality",
     schedule=[SEALED_LICENSES],
+    start_date=START,
     **COMMON,
     tags=["ehub", "feeds"],
     doc_md="Each sealed license version to the return topic of its county.",
@@ -94,11 +58,11 @@ def deliver_provincial():
 def feed_return():
     @task(doc="Retry: in-flight messages are looked up on the broker before re-publishing.")
     def publish() -> dict[str, object]:
-        return _stage("publish")
+        return run_stage_task("publish")
 
     publish()
 
 
-ingest_market_regulation()
+seal_licenses()
 deliver_provincial()
 feed_return()

@@ -65,9 +65,12 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 def run_bench(
     *, count: int, out_path: Path, console: Console, seal_loop: int = 100
 ) -> dict[str, Any]:
-    from connectors.sql import SqlSource, SqlSourceSpec
-    from ehub.normalize import RecordRejected, business_license
-    from ehub.pipeline.extract import MARKET_REGULATION as MR
+    from ehub.normalize import RecordRejected
+    from ehub.normalize.canonical import SpecNormalizer
+    from ehub.sources.build import build_source
+    from ehub.sources.loader import find_spec
+
+    spec = find_spec("market_regulation.business_licenses")
 
     work = out_path.parent / "work"
     shutil.rmtree(work, ignore_errors=True)
@@ -77,27 +80,17 @@ def run_bench(
     state = devstack.up(home, seed_count=count, defect_rate=0.05, seed=1)
     try:
         settings = Settings.from_env(home=home, out_dir=work / "out", batch_size=500)
-        src = SqlSource(
-            SqlSourceSpec(
-                MR.id,
-                settings.market_regulation_url,
-                MR.table,
-                MR.key_column,
-                MR.cursor_column,
-                batch_size=1000,
-            )
-        )
-        rows, secs = _timed(lambda: [r for b in src.read(None) for r in b.rows])
+        src = build_source(spec.model_copy(update={"batch_size": 1000}), settings)
+        rows, secs = _timed(lambda: [r for b in src.read(None) for r in b.records])
         src.close()
         figures["extract_sql_per_s"] = _rate(len(rows), secs)
+        normalizer = SpecNormalizer(spec)
 
         def normalize_all() -> int:
             ok = 0
-            for i, r in enumerate(rows):
+            for r in rows:
                 try:
-                    business_license.normalize(
-                        r, source=MR.id, source_key=str(i), source_version="1"
-                    )
+                    normalizer.normalize(r.payload, r.key, r.version)
                     ok += 1
                 except RecordRejected:
                     pass
@@ -108,7 +101,10 @@ def run_bench(
 
         results: dict[str, dict[str, Any]] = {}
         for stage in ("extract", "normalize", "seal", "deliver", "publish"):
-            results[stage], stages[stage] = _timed(functools.partial(run_stage, stage, settings))
+            sid = spec.id if stage in ("extract", "normalize") else None
+            results[stage], stages[stage] = _timed(
+                functools.partial(run_stage, stage, settings, sid)
+            )
         sealed = int(results["seal"]["sealed"])
         figures["seal_bb_per_s"] = _rate(sealed, stages["seal"])
         figures["deliver_per_s"] = _rate(int(results["deliver"]["delivered"]), stages["deliver"])

@@ -11,6 +11,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from ehub.cli_quarantine import quarantine
+from ehub.cli_source import source
 from ehub.config import Settings, default_home
 from ehub.errors import HubError
 
@@ -25,6 +27,12 @@ def main(verbose: bool) -> None:
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every URL with its query (lookup keys, cursors): keep it to warnings.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+main.add_command(quarantine)
+main.add_command(source)
 
 
 @main.group()
@@ -91,19 +99,28 @@ def db_upgrade() -> None:
 @click.argument("dag_ids", nargs=-1)
 def run(dag_ids: tuple[str, ...]) -> None:
     """Run DAGs through Airflow (dag.test); default: the whole journey."""
-    from ehub.orchestration import JOURNEY, run_dags
+    from ehub.orchestration import journey, run_dags
 
-    for res in run_dags(Settings.from_env(), dag_ids or JOURNEY):
+    for res in run_dags(Settings.from_env(), dag_ids or journey()):
         console.print(f"{res.dag_id}: {res.state}")
 
 
 @main.command()
 @click.argument("stage", type=click.Choice(["extract", "normalize", "seal", "deliver", "publish"]))
-def stage(stage: str) -> None:
+@click.option(
+    "--source", "source_id", help="Source id for extract/normalize (default: every spec)."
+)
+def stage(stage: str, source_id: str | None) -> None:
     """Run one pipeline stage outside Airflow (for debugging)."""
-    from ehub.tasks import run_stage
+    from ehub.sources.loader import load_all
+    from ehub.tasks import SOURCE_STAGES, run_stage
 
-    console.print_json(json.dumps(run_stage(stage), ensure_ascii=False))
+    if stage in SOURCE_STAGES:
+        ids = [source_id] if source_id else [s.id for s in load_all()]
+        for sid in ids:
+            console.print_json(json.dumps(run_stage(stage, None, sid), ensure_ascii=False))
+    else:
+        console.print_json(json.dumps(run_stage(stage), ensure_ascii=False))
 
 
 @main.command()

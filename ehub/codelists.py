@@ -23,7 +23,7 @@ from typing import Any
 import schemas
 from ehub.errors import ConfigError, RecordError
 
-__all__ = ["NAMES", "CodeEntry", "CodeList", "load", "reason_message"]
+__all__ = ["NAMES", "CodeEntry", "CodeList", "load", "reason_fix", "reason_message"]
 
 NAMES = (
     "license_status",
@@ -170,3 +170,9 @@ def reason_message(reason_code: str) -> tuple[str, str]:
     """``(en, zh)`` message of a quarantine reason code."""
     e = load("reason_codes").entry(reason_code, "reason_code")
     return e.en, e.zh
+
+
+def reason_fix(reason_code: str) -> tuple[str, str]:
+    """``(en, zh)`` advice to the department on how to fix a record with ``reason_code``."""
+    e = load("reason_codes").entry(reason_code, "reason_code")
+    return str(e.extra.get("fix_en", "")), str(e.extra.get("fix_zh", ""))

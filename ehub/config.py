@@ -45,7 +45,9 @@ class Settings:
     market_regulation_url: str = ""
     """SQLAlchemy URL of the market-regulation department database."""
     batch_size: int = 200
-    """Records per batch in every stage (memory stays bounded by it)."""
+    """Records per batch in the hub's own stages (memory stays bounded by it)."""
+    source_batch_size: int = 0
+    """Records per extract batch for every source; 0 = each spec's ``batch_size``."""
     return_topic_prefix: str = "ehub.return.county."
     """Return feed topics are ``<prefix><6-digit county code>``."""
     fault: str = ""
@@ -70,6 +72,11 @@ class Settings:
             raise ConfigError(f"EHUB_BATCH_SIZE must be an integer, got {batch!r}") from exc
         if batch_size < 1:
             raise ConfigError("EHUB_BATCH_SIZE must be >= 1")
+        sbatch = pick("source_batch_size", "0")
+        try:
+            source_batch_size = int(sbatch)
+        except ValueError as exc:
+            raise ConfigError(f"EHUB_SOURCE_BATCH_SIZE must be an integer, got {sbatch!r}") from exc
         settings = cls(
             home=home,
             database_url=pick("database_url", f"sqlite:///{home / 'hub.db'}"),
@@ -81,6 +88,7 @@ class Settings:
                 "market_regulation_url", f"sqlite:///{home / 'sim' / 'market_regulation.db'}"
             ),
             batch_size=batch_size,
+            source_batch_size=max(source_batch_size, 0),
             fault=pick("fault"),
         )
         known = {f.name for f in fields(cls)}

@@ -21,7 +21,7 @@ from rich.table import Table
 from ehub import devstack
 from ehub.config import Settings
 from ehub.errors import HubError
-from ehub.orchestration import JOURNEY, run_dags
+from ehub.orchestration import journey, run_dags
 from ehub.store.db import Store
 from ehub.summary import journey_counts
 
@@ -48,7 +48,7 @@ def run_demo(
             "dev stack up: " + ", ".join(f"{s['name']} :{s['port']}" for s in state["services"])
         )
         settings = Settings.from_env(home=home, out_dir=out_dir)
-        for res in run_dags(settings, JOURNEY):
+        for res in run_dags(settings, journey()):
             console.print(f"  DAG {res.dag_id}: {res.state}")
         store = Store(settings.database_url)
         try:

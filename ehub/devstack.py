@@ -115,6 +115,71 @@ def _alive(pid: int) -> bool:
         return True
 
 
+HOUSING_TOKEN = "dev-housing-token"
+TRANSPORT_TOPIC = "jtys.license-events"
+
+
+def _simulator(args: list[str], what: str) -> dict[str, Any]:
+    """Run a seeding command of the simulators; its last stdout line is the JSON report."""
+    out = subprocess.run(
+        [sys.executable, "-m", "simulators", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise ServiceError(f"seeding the {what} simulator failed: {out.stderr[-2000:]}")
+    return _report_of(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _report_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """count + expected quarantine per reason code, from any simulator's report."""
+    expected = doc.get("expected") or doc.get("defects") or {}
+    return {"count": doc.get("count"), "expected": {k: v for k, v in expected.items() if v}}
+
+
+def _seed_departments(
+    home: Path, broker: str, count: int, defect_rate: float, seed: int, reseed: bool
+) -> dict[str, Any]:
+    """Fill the department systems: two databases, a drop folder and a Kafka topic.
+
+    The seeding is deterministic for a seed; the reports say how many records of
+    each defect kind the hub must quarantine."""
+    sim = home / "sim"
+    common = ["--count", str(count), "--seed", str(seed), "--defect-rate", str(defect_rate)]
+    seeded: dict[str, Any] = {}
+    reports = sim / "seed_reports.json"
+    if reports.exists() and not reseed:
+        seeded = json.loads(reports.read_text())
+    else:
+        for name in ("market_regulation.db", "acceptance.db"):
+            (sim / name).unlink(missing_ok=True)
+        seeded["market_regulation.business_licenses"] = _simulator(
+            ["market-regulation", "--url", f"sqlite:///{sim / 'market_regulation.db'}", *common],
+            "market-regulation",
+        )
+        seeded["acceptance.case_records"] = _simulator(
+            ["case-records", "--url", f"sqlite:///{sim / 'acceptance.db'}", *common],
+            "acceptance system",
+        )
+        drop = sim / "health_drop"
+        if drop.exists():
+            import shutil
+
+            shutil.rmtree(drop)
+        seeded["health.physician_certificates"] = _simulator(
+            ["file-drop", "--folder", str(drop), "--records-per-file", "100", *common],
+            "health commission file drop",
+        )
+        reports.write_text(json.dumps(seeded, ensure_ascii=False, indent=2))
+    # The broker keeps its topics in memory: publish the events on every start.
+    seeded["transport.road_transport_permits"] = _simulator(
+        ["transport-events", "--bootstrap", broker, "--topic", TRANSPORT_TOPIC, *common],
+        "transport events",
+    )
+    return seeded
+
+
 def up(
     home: Path,
     *,
@@ -171,48 +236,62 @@ def up(
         services.append(Service("provincial", pid, pport, str(logdir / "provincial.log")))
         _wait_http(f"http://127.0.0.1:{pport}/healthz", "provincial platform simulator", pid)
 
-        mr_db = home / "sim" / "market_regulation.db"
-        mr_url = f"sqlite:///{mr_db}"
-        if reseed and mr_db.exists():
-            mr_db.unlink()
-        seeded: dict[str, Any] = {}
-        if not mr_db.exists():
-            mr_db.parent.mkdir(parents=True, exist_ok=True)
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "simulators",
-                    "market-regulation",
-                    "--url",
-                    mr_url,
-                    "--count",
-                    str(seed_count),
-                    "--defect-rate",
-                    str(defect_rate),
-                    "--seed",
-                    str(seed),
-                ],
-                check=False,
-                capture_output=True,
-                text=True,
-            )
-            if out.returncode != 0:
-                raise ServiceError(
-                    f"seeding the market-regulation simulator failed: {out.stderr[-2000:]}"
-                )
-            seeded = json.loads(out.stdout.strip().splitlines()[-1])
+        hport = free_port()
+        sim = home / "sim"
+        sim.mkdir(parents=True, exist_ok=True)
+        pid = _spawn(
+            "housing",
+            [
+                sys.executable, "-m", "simulators", "housing",
+                "--host", "127.0.0.1", "--port", str(hport),
+                "--db", str(sim / "housing.db"),
+                "--count", str(seed_count), "--seed", str(seed),
+                "--defect-rate", str(defect_rate),
+                "--token", HOUSING_TOKEN,
+            ],
+            logdir,
+        )  # fmt: skip
+        services.append(Service("housing", pid, hport, str(logdir / "housing.log")))
+        broker = f"127.0.0.1:{bport}"
+        seeded = _seed_departments(home, broker, seed_count, defect_rate, seed, reseed)
+        _wait_http(f"http://127.0.0.1:{hport}/healthz", "housing department simulator", pid, 120)
+        seeded["housing.construction_permits"] = _report_of(
+            httpx.get(f"http://127.0.0.1:{hport}/admin/report", timeout=30).json()
+        )
     except BaseException:
         for svc in services:
             _stop(svc.pid)
         raise
+    mr_url = f"sqlite:///{home / 'sim' / 'market_regulation.db'}"
     state = {
         "services": [s.__dict__ for s in services],
         "seeded": seeded,
         "settings": {
-            "broker": f"127.0.0.1:{services[0].port}",
+            "broker": broker,
             "provincial_url": f"http://127.0.0.1:{services[1].port}",
             "market_regulation_url": mr_url,
+        },
+        # Airflow-style connections of the simulated department systems, by id
+        # (dev secrets only; production ones live in Airflow Connections).
+        "connections": {
+            "ehub_src_market_regulation": {"conn_type": "generic", "extra": {"url": mr_url}},
+            "ehub_src_housing": {
+                "conn_type": "http",
+                "host": f"http://127.0.0.1:{hport}",
+                "password": HOUSING_TOKEN,
+            },
+            "ehub_src_transport": {
+                "conn_type": "kafka",
+                "extra": {"bootstrap_servers": broker},
+            },
+            "ehub_src_acceptance": {
+                "conn_type": "generic",
+                "extra": {"url": f"sqlite:///{home / 'sim' / 'acceptance.db'}"},
+            },
+            "ehub_src_health": {
+                "conn_type": "fs",
+                "extra": {"path": str(home / "sim" / "health_drop")},
+            },
         },
     }
     state_path.parent.mkdir(parents=True, exist_ok=True)

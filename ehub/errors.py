@@ -13,12 +13,16 @@ Tree::
 
     HubError
     ├── ConfigError (Terminal)            bad or missing setting; names the setting
+    │   └── SpecError                     a source spec is invalid; lists file:line:col
     ├── RecordError (Terminal)            one record cannot be normalized; carries
     │                                     source, record key, field, reason code
     ├── IdentifierError (RecordError)     an identifier fails its check
     ├── StoreError                        the hub store failed
     │   └── StoreUnavailable (Transient)  cannot connect; names the URL (no password)
-    ├── SourceUnavailable (Transient)     a department system cannot be reached
+    ├── SourceError                       a department source failed as a whole
+    │   ├── SourceUnavailable (Transient) unreachable, 5xx, 429, timeouts
+    │   └── SourceRejected (Terminal)     bad credentials, malformed or hostile
+    │                                     file, bad spec: fix before re-running
     ├── DestinationError                  a platform call failed
     │   ├── DestinationUnavailable (Transient)
     │   └── DestinationRejected (Terminal)
@@ -43,6 +47,18 @@ class Terminal:
 
 class ConfigError(HubError, Terminal):
     """A setting is missing or invalid. The message names the setting."""
+
+
+class SpecError(ConfigError):
+    """A source spec (YAML) is invalid. ``problems`` lists ``(line, column, path,
+    message)``; ``str()`` gives one ``file:line:col: path: message`` per line."""
+
+    def __init__(self, file: str, problems: list[tuple[int, int, str, str]]) -> None:
+        self.file = file
+        self.problems = problems
+        super().__init__(
+            "\n".join(f"{file}:{ln}:{col}: {path}: {msg}" for ln, col, path, msg in problems)
+        )
 
 
 class RecordError(HubError, Terminal):
@@ -70,8 +86,12 @@ class RecordError(HubError, Terminal):
         self.source = source
         self.record_key = record_key
         self.value = value
-        where = f"{source}/{record_key}: " if source or record_key else ""
-        super().__init__(f"{where}{field}: [{reason_code}] {message_en}")
+        super().__init__(reason_code, field, message_en)
+
+    def __str__(self) -> str:
+        # Built on demand: normalizers fill in source and record key after raising.
+        where = f"{self.source}/{self.record_key}: " if self.source or self.record_key else ""
+        return f"{where}{self.field}: [{self.reason_code}] {self.message_en}"
 
 
 class IdentifierError(RecordError):
@@ -87,8 +107,17 @@ class StoreUnavailable(StoreError, Transient):
     """The hub store cannot be reached."""
 
 
-class SourceUnavailable(HubError, Transient):
-    """A department system cannot be reached."""
+class SourceError(HubError):
+    """A department source failed as a whole; its watermark stays where it was."""
+
+
+class SourceUnavailable(SourceError, Transient):
+    """A department system cannot be reached (or answered 5xx / 429)."""
+
+
+class SourceRejected(SourceError, Terminal):
+    """A source cannot be read until someone acts: expired or wrong credentials,
+    a malformed or hostile file, an invalid source spec. The message says what."""
 
 
 class DestinationError(HubError):

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import base64
 import calendar
+import functools
 import hashlib
+import operator
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -62,9 +64,12 @@ def normalize(value: str) -> str:
 
 def uscc_check_char(first17: str) -> str:
     """The 18th character of a USCC whose first 17 characters are ``first17``."""
-    if len(first17) != 17 or any(c not in _USCC_VALUE for c in first17):
+    if len(first17) != 17:
         raise ValueError("first17 must be 17 characters of the USCC charset")
-    total = sum(_USCC_VALUE[c] * w for c, w in zip(first17, _USCC_WEIGHTS, strict=True))
+    try:
+        total = sum(map(operator.mul, map(_USCC_VALUE.__getitem__, first17), _USCC_WEIGHTS))
+    except KeyError:
+        raise ValueError("first17 must be 17 characters of the USCC charset") from None
     return _USCC_CHARSET[(31 - total % 31) % 31]
 
 
@@ -126,15 +131,19 @@ _ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
 _ORG_RE = re.compile(r"[0-9A-Z]{8}[0-9X]")
 
 
+_ORG_BODY_RE = re.compile(r"[0-9A-Z]{8}")
+_ALNUM36 = {c: i for i, c in enumerate("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")}
+
+
 def _alnum_value(c: str) -> int:
-    return int(c) if c.isdigit() else ord(c) - ord("A") + 10
+    return _ALNUM36[c]
 
 
 def org_code_check_char(first8: str) -> str:
     """The 9th character of an organization code whose body is ``first8``."""
-    if not re.fullmatch(r"[0-9A-Z]{8}", first8):
+    if not _ORG_BODY_RE.fullmatch(first8):
         raise ValueError("first8 must be 8 characters of 0-9A-Z")
-    total = sum(_alnum_value(c) * w for c, w in zip(first8, _ORG_WEIGHTS, strict=True))
+    total = sum(map(operator.mul, map(_ALNUM36.__getitem__, first8), _ORG_WEIGHTS))
     c = 11 - total % 11
     return "X" if c == 10 else "0" if c == 11 else str(c)
 
@@ -270,15 +279,34 @@ def mod37_36_check_char(s: str) -> str:
     two characters whose values differ by 1 (mod 36) escapes it when the
     running P takes one particular value (72 of 45,360 state/pair combinations).
     """
-    p = 36
-    for ch in s:
-        try:
-            v = _ALNUM_VALUE[ch]
-        except KeyError:
-            raise ValueError(f"character {ch!r} is not in 0-9A-Z") from None
-        t = (p + v) % 36 or 36
-        p = (2 * t) % 37
-    return _ALNUM[(1 - p) % 36]
+    return _ALNUM[(1 - _mod37_36_state(36, s)) % 36]
+
+
+#: P' for each (P, character): the MOD 37,36 recurrence as a table lookup.
+_STEP = {
+    (p, ch): (2 * ((p + v) % 36 or 36)) % 37 for p in range(37) for ch, v in _ALNUM_VALUE.items()
+}
+
+
+def _mod37_36_state(p: int, s: str) -> int:
+    step = _STEP
+    try:
+        for ch in s:
+            p = step[p, ch]
+    except KeyError:
+        raise ValueError(f"a character of {s!r} is not in 0-9A-Z") from None
+    return p
+
+
+@functools.lru_cache(maxsize=4096)
+def _prefix_state(type_code: str, issuer_code: str) -> int:
+    """State after type + issuer code: shared by every license of one issuer and type."""
+    return _mod37_36_state(36, type_code + issuer_code)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
 
 
 def make_license_identifier(
@@ -295,7 +323,7 @@ def make_license_identifier(
         "version": (version, _VERSION_RE),
     }
     for name, (value, pattern) in parts.items():
-        if not isinstance(value, str) or not re.fullmatch(pattern, value):
+        if not isinstance(value, str) or not _compiled(pattern).fullmatch(value):
             raise _err(
                 "E_LICENSE_ID_FORMAT",
                 name,
@@ -303,8 +331,8 @@ def make_license_identifier(
                 f"证照标识组成部分 {name} 格式错误",
                 value,
             )
-    check = mod37_36_check_char(type_code + issuer_code + serial + version)
-    return str(LicenseIdentifier(type_code, issuer_code, serial, version, check))
+    p = _mod37_36_state(_prefix_state(type_code, issuer_code), serial + version)
+    return f"{LICENSE_ID_ROOT}.{type_code}.{issuer_code}.{serial}.{version}.{_ALNUM[(1 - p) % 36]}"
 
 
 def parse_license_identifier(s: str, field: str = "ZZBS") -> LicenseIdentifier:
@@ -357,7 +385,9 @@ def serial_from_key(key: str, length: int = 20) -> str:
     if not 1 <= length <= 32:
         raise ValueError("length must be between 1 and 32")
     digest = hashlib.sha256(b"ehub-license-serial\x00" + key.encode("utf-8")).digest()
-    return base64.b32encode(digest).decode("ascii")[:length]
+    # base32 encodes 5-byte groups independently: encoding only the groups the
+    # serial needs gives the same prefix as encoding the whole digest.
+    return base64.b32encode(digest[: (length + 7) // 8 * 5]).decode("ascii")[:length]
 
 
 def _err(code: str, field: str, en: str, zh: str, value: object) -> IdentifierError:

@@ -20,13 +20,23 @@ from typing import Any
 
 from ehub.config import Settings
 from ehub.errors import HubError
+from ehub.sources.loader import default_sources_dir
 
 REPO = Path(__file__).resolve().parent.parent
 
 INGEST_DAG = "ingest__market_regulation__business_licenses"
+SEAL_DAG = "seal__licenses"
 DELIVER_DAG = "deliver__provincial"
 FEED_DAG = "feed__return_to_locality"
-JOURNEY = (INGEST_DAG, DELIVER_DAG, FEED_DAG)
+AFTER_INGEST = (SEAL_DAG, DELIVER_DAG, FEED_DAG)
+JOURNEY = (INGEST_DAG, *AFTER_INGEST)
+
+
+def journey(sources_dir: Path | None = None) -> tuple[str, ...]:
+    """Every source's ingest DAG, then sealing, delivery and return feeds."""
+    from ehub.sources.loader import load_all
+
+    return (*(s.dag_id for s in load_all(sources_dir)), *AFTER_INGEST)
 
 
 class AirflowRunError(HubError):
@@ -55,6 +65,8 @@ def airflow_env(settings: Settings) -> dict[str, str]:
             "EHUB_DATABASE_URL": settings.database_url,
             "EHUB_OUT_DIR": str(settings.out_dir),
             "EHUB_BATCH_SIZE": str(settings.batch_size),
+            "EHUB_SOURCE_BATCH_SIZE": str(settings.source_batch_size),
+            "EHUB_SOURCES_DIR": str(default_sources_dir()),
         }
     )
     # Airflow starts its components as `airflow …` from PATH: use this environment's.

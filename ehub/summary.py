@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from ehub.store.db import Store
 from ehub.store.models import (
+    CaseRow,
     DeliveryRow,
     FeedMessageRow,
     LicenseRow,
@@ -40,7 +41,31 @@ def journey_counts(store: Store) -> dict[str, Any]:
                 .group_by(DeliveryRow.destination)
             ).all()
         )
+        per_source: dict[str, dict[str, Any]] = {}
+        for src, state, n in s.execute(
+            select(RawRecord.source_id, RawRecord.state, func.count()).group_by(
+                RawRecord.source_id, RawRecord.state
+            )
+        ):
+            entry = per_source.setdefault(
+                src, {"extracted": 0, "normalized": 0, "quarantined": 0, "by_reason": {}}
+            )
+            entry["extracted"] += int(n)
+            if state in ("normalized", "quarantined"):
+                entry[state] += int(n)
+        for src, reason, n in s.execute(
+            select(
+                QuarantineRow.source_id,
+                QuarantineRow.reason_code,
+                func.count(func.distinct(QuarantineRow.raw_id)),
+            ).group_by(QuarantineRow.source_id, QuarantineRow.reason_code)
+        ):
+            per_source.setdefault(src, {"by_reason": {}})["by_reason"][reason] = int(n)
+        for entry in per_source.values():
+            entry["by_reason"] = dict(sorted(entry["by_reason"].items()))
         return {
+            "sources": dict(sorted(per_source.items())),
+            "case_versions": count(select(func.count()).select_from(CaseRow)),
             "extracted": sum(raw_states.values()),
             "normalized": int(raw_states.get("normalized", 0)),
             "quarantined": int(raw_states.get("quarantined", 0)),

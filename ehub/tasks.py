@@ -3,6 +3,10 @@
 Airflow-free, so the same calls run from the CLI and the tests. Returns only
 counts (what XCom may carry). Transient errors propagate so Airflow retries;
 each stage is idempotent, so a retry never doubles an effect.
+
+``extract`` and ``normalize`` work on one source, named by its id
+(``<department>.<source>``); the spec is read from the sources folder when the
+task runs, never at DAG parse time.
 """
 
 from __future__ import annotations
@@ -12,26 +16,35 @@ from collections.abc import Callable
 
 from ehub.config import Settings
 from ehub.pipeline import StageResult, deliver, extract, normalize, publish, seal
+from ehub.sources.loader import find_spec
 from ehub.store.db import Store
 
 log = logging.getLogger(__name__)
+# httpx logs every URL with its query (lookup keys, cursors): keep it to warnings.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 STAGES: dict[str, Callable[[Settings, Store], StageResult]] = {
-    "extract": extract.run,
-    "normalize": normalize.run,
     "seal": seal.run,
     "deliver": deliver.run,
     "publish": publish.run,
 }
+SOURCE_STAGES = {"extract": extract.run, "normalize": normalize.run}
 
 
-def run_stage(stage: str, settings: Settings | None = None) -> dict[str, object]:
+def run_stage(
+    stage: str, settings: Settings | None = None, source_id: str | None = None
+) -> dict[str, object]:
     settings = settings or Settings.from_env()
     store = Store(settings.database_url)
     try:
         store.migrate()
-        result = STAGES[stage](settings, store)
+        if stage in SOURCE_STAGES:
+            if not source_id:
+                raise ValueError(f"stage {stage} needs a source id")
+            result = SOURCE_STAGES[stage](settings, store, find_spec(source_id))
+        else:
+            result = STAGES[stage](settings, store)
     finally:
         store.dispose()
-    log.info("stage %s: %s", stage, result.as_dict())
+    log.info("stage %s%s: %s", stage, f" [{source_id}]" if source_id else "", result.as_dict())
     return result.as_dict()

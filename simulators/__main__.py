@@ -8,6 +8,11 @@ the ready line).
 
 ``python -m simulators market-regulation --url URL --count N --defect-rate R --seed S``
 (re)creates and fills the market-regulation table and prints the JSON report.
+
+``housing`` (REST permit API) and ``transport-events`` (Kafka license events):
+see :mod:`simulators.dept_cli`. ``case-records`` (acceptance system's case
+tables) and ``file-drop`` (health commission's GBK XML files): see
+:mod:`simulators.seed_cli`.
 """
 
 from __future__ import annotations
@@ -94,8 +99,22 @@ def build_parser() -> argparse.ArgumentParser:
     mr.add_argument("--count", type=int, required=True)
     mr.add_argument("--defect-rate", type=float, default=0.05)
     mr.add_argument("--seed", type=int, default=0)
-    mr.add_argument("--with-ids", action="store_true", help="include the defective row IDs")
+    mr.add_argument(
+        "--with-ids",
+        "--with-keys",
+        dest="with_ids",
+        action="store_true",
+        help="include the defective row IDs",
+    )
     mr.set_defaults(func=_market_regulation)
+
+    from simulators.dept_cli import add_parsers as add_housing_and_transport
+
+    add_housing_and_transport(sub)  # housing, transport-events
+
+    from simulators.seed_cli import add_parsers as add_cases_and_files
+
+    add_cases_and_files(sub)  # case-records, file-drop
     return parser
 
 

@@ -12,13 +12,17 @@ Pure functions only: no I/O, no clock.
 from __future__ import annotations
 
 import re
-from datetime import date
+from collections.abc import Hashable, Iterable
+from datetime import date, datetime
+from typing import TypeVar
 
 USCC_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _USCC_VALUES = {ch: i for i, ch in enumerate(USCC_CHARSET)}
 _USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 _ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
 _ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+K = TypeVar("K")
 
 LICENSE_ID_ROOT = "1.2.156.3005.2."
 _USCC_SHAPE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
@@ -121,3 +125,85 @@ def citizen_id_is_valid(code: str | None) -> bool:
         return False
     total = sum(int(ch) * w for ch, w in zip(code[:17], _RIC_WEIGHTS, strict=True))
     return "10X98765432"[total % 11] == code[17].upper()
+
+
+# --- record-content checks (defect verification for the department generators) ---
+
+FIELD_LIMIT = 200
+"""Longest holder / applicant / project name the hub accepts (notes/common.md)."""
+_MOJIBAKE = re.compile("\ufffd|锟斤拷|[\u00c0-\u00ef][\u0080-\u00bf]{2}")
+_HALFWIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+_CN_DATE = re.compile(r"^(\d{4})年(\d{1,2})月(\d{1,2})日$")
+_TIMESTAMP = re.compile(r"^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})$")
+
+
+def is_blank(value: str | None) -> bool:
+    """A missing required value: None, empty, or only whitespace (U+3000 included)."""
+    return value is None or not value.strip()
+
+
+def has_mojibake(text: str | None) -> bool:
+    """U+FFFD, GBK's "锟斤拷", or UTF-8 bytes read as Latin-1 (lead + 2 continuations)."""
+    return bool(text) and _MOJIBAKE.search(text or "") is not None
+
+
+def to_halfwidth(text: str) -> str:
+    """Full-width ASCII forms (U+FF01..FF5E) and U+3000 to their half-width forms."""
+    return text.translate(_HALFWIDTH)
+
+
+def normalized(text: str | None) -> str:
+    """Trimmed, half-width text ('' for None): what a department's value means."""
+    return to_halfwidth(text or "").strip()
+
+
+def parse_cn_date(text: str | None) -> date | None:
+    """Parse ``YYYY年M月D日`` (zero padding optional); None when malformed or impossible."""
+    m = _CN_DATE.match(text or "")
+    if not m:
+        return None
+    try:
+        return date(int(m[1]), int(m[2]), int(m[3]))
+    except ValueError:
+        return None
+
+
+def parse_timestamp(text: str | None) -> datetime | None:
+    """Parse ``YYYY-MM-DD HH:MM:SS``; None when empty, malformed or impossible."""
+    m = _TIMESTAMP.match(text or "")
+    if not m:
+        return None
+    try:
+        y, mo, d, h, mi, sec = (int(g) for g in m.groups())
+        return datetime(y, mo, d, h, mi, sec)
+    except ValueError:
+        return None
+
+
+def citizen_id_check_char(first17: str) -> str:
+    """GB 11643 MOD 11-2 check character over the first 17 digits."""
+    total = sum(int(ch) * w for ch, w in zip(first17, _RIC_WEIGHTS, strict=True))
+    return "10X98765432"[total % 11]
+
+
+def make_citizen_id(division: str, birth: date, sequence: int) -> str:
+    """A valid 18-char citizen ID number (odd ``sequence`` = male)."""
+    first17 = f"{division}{birth:%Y%m%d}{sequence % 1000:03d}"
+    return first17 + citizen_id_check_char(first17)
+
+
+def repeat_defects(records: Iterable[tuple[K, Hashable, Hashable]]) -> dict[K, str]:
+    """Key → E_DUPLICATE / E_VERSION_CONFLICT for records repeating an earlier one.
+
+    ``records`` are ``(source key, natural key, content)`` in read order, only
+    those without a single-record defect. The first record of a natural key is
+    the original; a later one with another source key is a duplicate when its
+    content is equal, a conflicting version otherwise.
+    """
+    first: dict[Hashable, tuple[K, Hashable]] = {}
+    found: dict[K, str] = {}
+    for key, natural, content in records:
+        seen = first.setdefault(natural, (key, content))
+        if seen[0] != key:
+            found[key] = "E_DUPLICATE" if seen[1] == content else "E_VERSION_CONFLICT"
+    return found

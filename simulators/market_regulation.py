@@ -4,16 +4,19 @@ Creates the legacy table ``T_SCJG_YYZZ`` (营业执照) in any SQLAlchemy URL an
 it with deterministic, realistic rows, a known share of which carry exactly one
 injected defect. The hub must quarantine each defective row with the reason
 code named in :data:`DEFECT_KINDS`; :class:`GeneratorReport` says which rows.
+Generation streams: rows are built one by one from ``(seed, ID)`` and inserted
+in batches of :data:`BATCH_SIZE`, so memory stays flat from a hundred rows to
+millions; only the defect plan (one entry per defective row) is held.
 
 Column names are upper-case legacy pinyin abbreviations, so PostgreSQL stores
 them case-sensitively (quote them in SQL: ``SELECT "ID", "GXSJ" FROM "T_SCJG_YYZZ"``).
 
 | column | meaning |
 |---|---|
-| ID | integer primary key, 1..count |
+| ID | integer primary key, 1..count (the hub's source key) |
 | TYSHXYDM | enterprise USCC (holder code, GB 32100) |
-| QYMC | enterprise name |
-| ZCH | legacy 15-digit registration number (printed license number) |
+| QYMC | enterprise name (required; up to 200 characters, the column holds 400) |
+| ZCH | legacy 15-digit registration number (printed license number, ZZBH) |
 | FDDBR | legal representative |
 | QYLX | enterprise type |
 | ZCZB | registered capital, free text (e.g. ``100万元人民币``) |
@@ -26,6 +29,21 @@ them case-sensitively (quote them in SQL: ``SELECT "ID", "GXSJ" FROM "T_SCJG_YYZ
 | FZRQ | license issue date, either format |
 | JLZT | record status: ``1`` 存续, ``2`` 吊销, ``3`` 注销 |
 | GXSJ | last update ``YYYY-MM-DD HH:MM:SS``; the incremental cursor, strictly increasing with ID |
+
+Defects (one per defective row; every other field stays clean):
+
+| reason | where |
+|---|---|
+| E_USCC_CHECK | TYSHXYDM with a wrong check character |
+| E_DATE_INVALID | CLRQ or FZRQ an impossible date (02-30, month 13, day 00, …) |
+| E_DIVISION_UNKNOWN | XZQHDM a well-formed code absent from GB/T 2260 (``3799xx``) |
+| E_REQUIRED_MISSING | QYMC empty or NULL |
+| E_VALIDITY_WINDOW | YYQXZ before CLRQ |
+| E_CODE_UNKNOWN | JLZT outside ``1``/``2``/``3`` (``0``, ``4``, ``9``, ``X``) |
+| E_FIELD_TOO_LONG | QYMC of 201..400 characters |
+| E_ENCODING | QYMC or ZS mojibake (UTF-8 read as Latin-1, or GBK read as UTF-8) |
+| E_DUPLICATE | a copy of an earlier clean row under another ID (later GXSJ): same ZCH + DJJGDM, all else equal |
+| E_VERSION_CONFLICT | like a duplicate but with another ZS address (the mapping must carry ZS) |
 
 This module never imports the hub: it is a stand-in for an external system.
 """
@@ -56,6 +74,8 @@ from sqlalchemy import (
 
 from simulators import market_data as vocab
 from simulators.checks import USCC_CHARSET, make_uscc, registration_number
+from simulators.defect_plan import RELATIONAL_KINDS, DefectPlan, mojibake, oversize
+from simulators.defect_plan import plan_defects as plan_repeats
 
 TABLE_NAME = "T_SCJG_YYZZ"
 DEFECT_KINDS: tuple[str, ...] = (
@@ -64,6 +84,11 @@ DEFECT_KINDS: tuple[str, ...] = (
     "E_DIVISION_UNKNOWN",
     "E_REQUIRED_MISSING",
     "E_VALIDITY_WINDOW",
+    "E_CODE_UNKNOWN",
+    "E_FIELD_TOO_LONG",
+    "E_ENCODING",
+    "E_DUPLICATE",
+    "E_VERSION_CONFLICT",
 )
 STATUS_NAMES = {"1": "存续", "2": "吊销", "3": "注销"}
 LONG_TERM = "长期"
@@ -75,6 +100,7 @@ _USCC_ERA = date(2015, 10, 1)
 _GXSJ_BASE = datetime(2024, 1, 1, 8, 0, 0)
 _GXSJ_FMT = "%Y-%m-%d %H:%M:%S"
 _IMPOSSIBLE_MONTH_DAYS = ((2, 30), (2, 31), (4, 31), (6, 31), (9, 31), (11, 31), (13, 5), (0, 10))
+_UNKNOWN_STATUSES = ("0", "4", "9", "X")
 
 metadata = MetaData()
 licenses_table = Table(
@@ -82,7 +108,7 @@ licenses_table = Table(
     metadata,
     Column("ID", Integer, primary_key=True, autoincrement=False),
     Column("TYSHXYDM", String(18)),
-    Column("QYMC", String(200)),
+    Column("QYMC", String(400)),
     Column("ZCH", String(15)),
     Column("FDDBR", String(50)),
     Column("QYLX", String(100)),
@@ -112,16 +138,31 @@ class GeneratorReport:
     """Reason code → number of rows carrying that defect (every kind listed, zeros too)."""
     defective_ids: Mapping[int, str] = field(default_factory=dict)
     """Row ID → the one reason code that row must be quarantined with."""
+    expected: dict[str, int] = field(default_factory=dict)
+    """Reason code → exact number of rows the hub must quarantine with it (same as ``defects``)."""
+    defective_keys: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """Reason code → the row IDs (the hub's source keys) carrying it, ascending."""
 
-    def to_dict(self, *, include_ids: bool = False) -> dict[str, Any]:
-        """JSON-ready form; the per-row map only on request (it can be large)."""
+    @property
+    def defective(self) -> int:
+        return len(self.defective_ids)
+
+    def reason_of(self) -> dict[int, str]:
+        """Row ID → its one reason code (as the other generators' reports offer)."""
+        return dict(self.defective_ids)
+
+    def to_dict(self, *, include_ids: bool = False, include_keys: bool = False) -> dict[str, Any]:
+        """JSON-ready form; the per-row maps only on request (they can be large)."""
         out: dict[str, Any] = {
             "count": self.count,
             "defects": dict(self.defects),
+            "expected": dict(self.expected),
             "defective": len(self.defective_ids),
         }
         if include_ids:
             out["defective_ids"] = {str(k): v for k, v in sorted(self.defective_ids.items())}
+        if include_ids or include_keys:
+            out["defective_keys"] = {k: list(v) for k, v in self.defective_keys.items()}
         return out
 
 
@@ -185,6 +226,32 @@ def _authority(division: str) -> tuple[str, str]:
     return name, make_uscc("11", division, body)
 
 
+def _gxsj(row_id: int) -> str:
+    return (_GXSJ_BASE + timedelta(seconds=3 * row_id)).strftime(_GXSJ_FMT)
+
+
+def _address(county: vocab.County, rng: random.Random) -> str:
+    return (
+        f"山东省{county.city_name}{county.name}{rng.choice(vocab.STREETS)}{rng.randint(1, 999)}号"
+    )
+
+
+def _planned_row(seed: int, row_id: int, plan: DefectPlan) -> dict[str, Any]:
+    """Row ``row_id`` under ``plan``: repeats copy their (regenerated) clean original."""
+    defect = plan.kinds.get(row_id)
+    if defect not in RELATIONAL_KINDS:
+        return _row(seed, row_id, defect)
+    row = _row(seed, plan.originals[row_id], None)
+    row.update(ID=row_id, GXSJ=_gxsj(row_id))
+    if defect == "E_VERSION_CONFLICT":
+        rng = random.Random((seed << 32) ^ (row_id * 40_503))
+        county = next(c for c in vocab.COUNTIES if c.code == row["XZQHDM"])
+        original = row["ZS"]
+        while row["ZS"] == original:
+            row["ZS"] = _address(county, rng)
+    return row
+
+
 def _row(seed: int, row_id: int, defect: str | None) -> dict[str, Any]:
     rng = random.Random((seed << 32) | row_id)
     county = rng.choice(vocab.COUNTIES)
@@ -223,7 +290,7 @@ def _row(seed: int, row_id: int, defect: str | None) -> dict[str, Any]:
         "FDDBR": _person_name(rng),
         "QYLX": qylx,
         "ZCZB": f"{capital}{rng.choice(('万元人民币', '万人民币', '万元'))}",
-        "ZS": f"山东省{county.city_name}{county.name}{rng.choice(vocab.STREETS)}{rng.randint(1, 999)}号",
+        "ZS": _address(county, rng),
         "JYFW": "；".join(chosen_scopes) + "。" + vocab.SCOPE_TAIL,
         "CLRQ": _fmt_date(established, rng),
         "YYQXZ": LONG_TERM if until is None else _fmt_date(until, rng),
@@ -233,7 +300,7 @@ def _row(seed: int, row_id: int, defect: str | None) -> dict[str, Any]:
         "XZQHDM": county.code,
         "FZRQ": _fmt_date(issued, rng),
         "JLZT": rng.choices(("1", "2", "3"), weights=(88, 4, 8))[0],
-        "GXSJ": (_GXSJ_BASE + timedelta(seconds=3 * row_id)).strftime(_GXSJ_FMT),
+        "GXSJ": _gxsj(row_id),
     }
     if defect is not None:
         _inject(row, defect, established, rng)
@@ -254,27 +321,33 @@ def _inject(row: dict[str, Any], defect: str, established: date, rng: random.Ran
         row["QYMC"] = rng.choice(("", None))
     elif defect == "E_VALIDITY_WINDOW":
         row["YYQXZ"] = _fmt_date(established - timedelta(days=rng.randint(1, 3650)), rng)
+    elif defect == "E_CODE_UNKNOWN":
+        row["JLZT"] = rng.choice(_UNKNOWN_STATUSES)
+    elif defect == "E_FIELD_TOO_LONG":
+        branches = [f"{row['ZS'][3:9]}{t}分店" for t in vocab.TRADE_NAMES]
+        row["QYMC"] = oversize(row["QYMC"], rng, branches)
+    elif defect == "E_ENCODING":
+        column = rng.choice(("QYMC", "ZS"))
+        row[column] = mojibake(row[column], rng)
     else:
         raise ValueError(f"unknown defect kind {defect!r}; expected one of {DEFECT_KINDS}")
 
 
+def plan(count: int, defect_rate: float, seed: int) -> DefectPlan:
+    """The defect plan: row ID → kind, and each repeat's original row ID."""
+    return plan_repeats(count, defect_rate, seed, DEFECT_KINDS)
+
+
 def plan_defects(count: int, defect_rate: float, seed: int) -> dict[int, str]:
     """Row ID → defect kind; round(count × rate) rows, kinds balanced round-robin."""
-    if count < 0:
-        raise ValueError(f"count must be >= 0, got {count}")
-    if not 0.0 <= defect_rate <= 1.0:
-        raise ValueError(f"defect_rate must be within 0..1, got {defect_rate}")
-    rng = random.Random(seed)
-    ids = rng.sample(range(1, count + 1), round(count * defect_rate))
-    offset = rng.randrange(len(DEFECT_KINDS))
-    return {row_id: DEFECT_KINDS[(i + offset) % len(DEFECT_KINDS)] for i, row_id in enumerate(ids)}
+    return dict(plan(count, defect_rate, seed).kinds)
 
 
 def iter_rows(count: int, *, defect_rate: float = 0.05, seed: int = 0) -> Iterator[dict[str, Any]]:
     """The rows :func:`generate` writes, without a database."""
-    plan = plan_defects(count, defect_rate, seed)
+    the_plan = plan(count, defect_rate, seed)
     for row_id in range(1, count + 1):
-        yield _row(seed, row_id, plan.get(row_id))
+        yield _planned_row(seed, row_id, the_plan)
 
 
 def _batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -293,33 +366,41 @@ def generate(url: str, *, count: int, defect_rate: float = 0.05, seed: int = 0) 
 
     Deterministic for a seed. An existing table of that name is dropped first.
     """
-    plan = plan_defects(count, defect_rate, seed)
+    the_plan = plan(count, defect_rate, seed)
     engine = _engine(url)
     try:
         metadata.drop_all(engine, tables=[licenses_table])
         metadata.create_all(engine, tables=[licenses_table])
-        rows = (_row(seed, row_id, plan.get(row_id)) for row_id in range(1, count + 1))
+        rows = (_planned_row(seed, row_id, the_plan) for row_id in range(1, count + 1))
         for batch in _batches(rows, BATCH_SIZE):
             with engine.begin() as conn:
                 conn.execute(licenses_table.insert(), batch)
     finally:
         engine.dispose()
-    counts = dict.fromkeys(DEFECT_KINDS, 0)
-    for kind in plan.values():
-        counts[kind] += 1
+    counts = the_plan.counts(DEFECT_KINDS)
+    keys: dict[str, list[int]] = {kind: [] for kind in DEFECT_KINDS}
+    for row_id, kind in the_plan.kinds.items():
+        keys[kind].append(row_id)
     return GeneratorReport(
         count=count,
         defects=MappingProxyType(counts),
-        defective_ids=MappingProxyType(dict(sorted(plan.items()))),
+        defective_ids=MappingProxyType(dict(the_plan.kinds)),
+        expected=dict(counts),
+        defective_keys={kind: tuple(ids) for kind, ids in keys.items()},
     )
 
 
 def mutate(url: str, *, ids: Iterable[int], seed: int) -> int:
     """Give the rows ``ids`` a new version: new address, sometimes a status change.
 
+    This is the department correcting records in place (``update_rows``).
+
     Their GXSJ moves past the current maximum (in ID order), so an incremental
-    reader sees exactly these rows again. Injected defects are left as they are.
-    Returns the number of rows updated.
+    reader sees exactly these rows again: a department correcting records.
+    Single-row defects are left as they are. Repeats are not: a mutated
+    duplicate differs from its original (a conflict), and a mutated original is
+    newer than its repeats; mutate rows outside ``plan(...).originals`` and
+    its keys when the expected counts must hold. Returns the number of rows updated.
     """
     wanted = sorted(set(ids))
     engine = _engine(url)
@@ -337,17 +418,19 @@ def mutate(url: str, *, ids: Iterable[int], seed: int) -> int:
                     continue
                 rng = random.Random((seed << 32) ^ (row_id * 2_654_435_761))
                 clock += timedelta(seconds=1)
-                address = next(
+                prefix = next(
                     (
                         f"山东省{c.city_name}{c.name}"
                         for c in vocab.COUNTIES
                         if (current.ZS or "").startswith(f"山东省{c.city_name}{c.name}")
                     ),
-                    "山东省",
+                    None,
                 )
-                address += (
-                    f"{rng.choice(vocab.STREETS)}{rng.randint(1, 999)}号{rng.randint(1, 30)}号楼"
-                )
+                # A garbled (E_ENCODING) address keeps its defect: only clean ones move.
+                address = current.ZS
+                if prefix is not None:
+                    street = f"{rng.choice(vocab.STREETS)}{rng.randint(1, 999)}号"
+                    address = f"{prefix}{street}{rng.randint(1, 30)}号楼"
                 status = "3" if current.JLZT == "1" and rng.random() < 0.2 else current.JLZT
                 conn.execute(
                     update(t)
@@ -388,6 +471,7 @@ __all__ = [
     "iter_rows",
     "licenses_table",
     "mutate",
+    "plan",
     "plan_defects",
     "truncate",
 ]

@@ -34,6 +34,8 @@ def test_dagbag_parses_cleanly_quickly_and_without_io(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
         "EHUB_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
@@ -50,6 +52,7 @@ def test_dagbag_parses_cleanly_quickly_and_without_io(tmp_path: Path) -> None:
     assert report["errors"] == {}
     assert {
         "ingest__market_regulation__business_licenses",
+        "seal__licenses",
         "deliver__provincial",
         "feed__return_to_locality",
     } <= set(report["dags"])

@@ -1,8 +1,15 @@
-"""Extract stage: department rows → ``raw_records``, watermark advanced in the same transaction.
+"""Extract stage: a department source → ``raw_records``, watermark advanced with them.
 
-A crash before a batch's commit leaves the watermark where it was, so the
-re-run reads the batch again; raw rows are keyed by
-(source, source key, payload hash), so reading a row twice stores it once.
+For each bounded batch the connector yields, one transaction stores the raw
+records (keyed by source, source key and payload hash, so a record read twice
+is stored once), the batch's cursor as the source's watermark and an audit
+event; only then is the connector told to ``commit`` its own side effects
+(move the file, commit Kafka offsets). A crash anywhere leaves the watermark at
+the last committed batch, so a re-run loses nothing and duplicates nothing.
+
+Mapping lookups (another table, an endpoint) are resolved here, per batch, and
+kept in the raw payload under ``_lookups`` so normalization stays pure and a
+quarantined record can be re-processed without the source.
 """
 
 from __future__ import annotations
@@ -10,46 +17,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
 
-from connectors.sql import SqlSource, SqlSourceSpec
+from connectors.source import Source, SourceBatch
 from ehub.audit import Event, append
 from ehub.config import Settings
 from ehub.pipeline import StageResult
 from ehub.pipeline.faults import crash_point
+from ehub.sources.build import LookupResolver, build_source
+from ehub.sources.spec import SourceSpec
 from ehub.store.db import Store, insert_ignore, utcnow
-from ehub.store.models import RawRecord, Source, Watermark
+from ehub.store.models import RawRecord, Watermark
+from ehub.store.models import Source as SourceRow
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class SourceDef:
-    """A department source as the foundation journey knows it (specs come in YAML later)."""
-
-    id: str
-    department: str
-    kind: str
-    record_kind: str
-    table: str
-    key_column: str
-    cursor_column: str
-
-
-MARKET_REGULATION = SourceDef(
-    id="market_regulation.business_licenses",
-    department="山东省市场监督管理局",
-    kind="sql",
-    record_kind="license",
-    table="T_SCJG_YYZZ",
-    key_column="ID",
-    cursor_column="GXSJ",
-)
+Progress = Callable[[int], None]
 
 
 def payload_hash(payload: dict[str, Any]) -> str:
@@ -57,27 +43,17 @@ def payload_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return value
-
-
-def ensure_source(store: Store, src: SourceDef) -> None:
+def ensure_source(store: Store, spec: SourceSpec) -> None:
     with store.session() as s:
         insert_ignore(
             s,
-            Source.__table__,
+            SourceRow.__table__,
             [
                 {
-                    "id": src.id,
-                    "department": src.department,
-                    "kind": src.kind,
-                    "record_kind": src.record_kind,
+                    "id": spec.id,
+                    "department": spec.department.name,
+                    "kind": spec.kind,
+                    "record_kind": spec.record_kind,
                     "created_at": utcnow(),
                 }
             ],
@@ -85,78 +61,98 @@ def ensure_source(store: Store, src: SourceDef) -> None:
         )
 
 
-def run(settings: Settings, store: Store, src: SourceDef = MARKET_REGULATION) -> StageResult:
-    url = settings.require("market_regulation_url")
-    ensure_source(store, src)
+def watermark(store: Store, source_id: str) -> str | None:
     with store.session() as s:
-        wm = s.get(Watermark, src.id)
-        cursor = wm.cursor if wm else None
-    source = SqlSource(
-        SqlSourceSpec(
-            name=src.id,
-            url=url,
-            table=src.table,
-            key_column=src.key_column,
-            cursor_column=src.cursor_column,
-            batch_size=settings.batch_size,
-        )
-    )
+        wm = s.get(Watermark, source_id)
+        return wm.cursor if wm else None
+
+
+def run(
+    settings: Settings,
+    store: Store,
+    spec: SourceSpec,
+    *,
+    source: Source | None = None,
+    progress: Progress | None = None,
+) -> StageResult:
+    """Read everything new from ``spec``'s source into the store."""
+    if settings.source_batch_size:
+        spec = spec.model_copy(update={"batch_size": settings.source_batch_size})
+    ensure_source(store, spec)
+    cursor = watermark(store, spec.id)
+    src = source or build_source(spec, settings)
+    lookups = LookupResolver(spec, src)
     batches = rows_read = new = 0
     try:
-        for batch in source.read(cursor):
+        for batch in src.read(cursor):
             batches += 1
-            rows_read += len(batch.rows)
-            raws = []
-            for row in batch.rows:
-                payload = {k: _jsonable(v) for k, v in row.items()}
-                raws.append(
-                    {
-                        "source_id": src.id,
-                        "source_key": str(row[src.key_column]),
-                        "source_version": str(row[src.cursor_column]),
-                        "payload": payload,
-                        "payload_hash": payload_hash(payload),
-                        "state": "pending",
-                        "extracted_at": utcnow(),
-                    }
-                )
-            crash_point(settings.fault, "extract", batches, "before")
-            with store.session() as s:
-                # Count only this batch's rows already stored (a full-table count per
-                # batch would grow with the source).
-                keys = {(r["source_key"], r["payload_hash"]) for r in raws}
-                stored = set(
-                    s.execute(
-                        select(RawRecord.source_key, RawRecord.payload_hash).where(
-                            RawRecord.source_id == src.id,
-                            RawRecord.source_key.in_([k for k, _ in keys]),
-                        )
-                    ).tuples()
-                )
-                insert_ignore(
-                    s, RawRecord.__table__, raws, ["source_id", "source_key", "payload_hash"]
-                )
-                added = len(keys - stored)
-                new += added
-                wm = s.get(Watermark, src.id)
-                if wm is None:
-                    s.add(Watermark(source_id=src.id, cursor=batch.cursor, updated_at=utcnow()))
-                else:
-                    wm.cursor = batch.cursor
-                    wm.updated_at = utcnow()
-                append(
-                    s,
-                    [
-                        Event(
-                            "extracted",
-                            src.id,
-                            None,
-                            {"rows": len(raws), "new": added, "cursor": batch.cursor},
-                        )
-                    ],
-                )
+            rows_read += len(batch.records)
+            added = _store_batch(settings, store, spec, batch, lookups, batches)
+            new += added
+            crash_point(settings.fault, "extract", batches, "stored")  # before the connector commit
+            src.commit(batch)
             crash_point(settings.fault, "extract", batches)
+            if progress:
+                progress(len(batch.records))
     finally:
-        source.close()
-    log.info("extract %s: %d batches, %d rows read, %d new", src.id, batches, rows_read, new)
+        src.close()
+    log.info("extract %s: %d batches, %d records read, %d new", spec.id, batches, rows_read, new)
     return StageResult("extract", batches, {"read": rows_read, "new": new})
+
+
+def _store_batch(
+    settings: Settings,
+    store: Store,
+    spec: SourceSpec,
+    batch: SourceBatch,
+    lookups: LookupResolver,
+    n: int,
+) -> int:
+    found = lookups.resolve([r.payload for r in batch.records])
+    raws: dict[tuple[str, str], dict[str, Any]] = {}
+    for rec, extra in zip(batch.records, found, strict=True):
+        payload = {**rec.payload, **({"_lookups": extra} if extra else {})}
+        h = payload_hash(payload)
+        raws[(rec.key, h)] = {
+            "source_id": spec.id,
+            "source_key": rec.key[:200],
+            "source_version": rec.version[:100],
+            "payload": payload,
+            "payload_hash": h,
+            "state": "pending",
+            "extracted_at": utcnow(),
+        }
+    crash_point(settings.fault, "extract", n, "before")
+    with store.session() as s:
+        # Count only this batch's rows already stored (a full-table count per
+        # batch would grow with the source).
+        stored = set(
+            s.execute(
+                select(RawRecord.source_key, RawRecord.payload_hash).where(
+                    RawRecord.source_id == spec.id,
+                    RawRecord.source_key.in_({k for k, _ in raws}),
+                )
+            ).tuples()
+        )
+        insert_ignore(
+            s, RawRecord.__table__, list(raws.values()), ["source_id", "source_key", "payload_hash"]
+        )
+        added = len(set(raws) - stored)
+        wm = s.get(Watermark, spec.id)
+        if wm is None:
+            s.add(Watermark(source_id=spec.id, cursor=batch.cursor, updated_at=utcnow()))
+        else:
+            wm.cursor = batch.cursor
+            wm.updated_at = utcnow()
+        append(
+            s,
+            [
+                Event(
+                    "extracted",
+                    spec.id,
+                    None,
+                    {"rows": len(batch.records), "new": added, "cursor": batch.cursor[:200]},
+                )
+            ],
+        )
+    return added

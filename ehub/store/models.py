@@ -65,7 +65,7 @@ class Watermark(Base):
 
     __tablename__ = "watermarks"
     source_id: Mapped[str] = mapped_column(ForeignKey("sources.id"), primary_key=True)
-    cursor: Mapped[str] = mapped_column(String(400))
+    cursor: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime]
 
 
@@ -131,7 +131,11 @@ class QuarantineRow(Base):
     """A record that could not be normalized, with the reason and the raw payload."""
 
     __tablename__ = "quarantine"
-    __table_args__ = (UniqueConstraint("raw_id", "reason_code", "field"),)
+    __table_args__ = (
+        UniqueConstraint("raw_id", "reason_code", "field"),
+        Index("ix_quarantine_source_key", "source_id", "source_key"),
+        Index("ix_quarantine_state_id", "state", "id"),
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     raw_id: Mapped[int] = mapped_column(ForeignKey("raw_records.id"))
     source_id: Mapped[str] = mapped_column(ForeignKey("sources.id"))

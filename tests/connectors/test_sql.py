@@ -35,14 +35,14 @@ def _spec(url: str, size: int = 4) -> SqlSourceSpec:
 def test_reads_every_row_once_in_bounded_batches(tmp_path: Path) -> None:
     src = SqlSource(_spec(_db(tmp_path, 10)))
     batches = list(src.read(None))
-    assert [len(b.rows) for b in batches] == [4, 4, 2]
-    assert [r["ID"] for b in batches for r in b.rows] == list(range(1, 11))
+    assert [len(b.records) for b in batches] == [4, 4, 2]
+    assert [r.payload["ID"] for b in batches for r in b.records] == list(range(1, 11))
 
 
 def test_resumes_after_the_cursor_of_a_committed_batch(tmp_path: Path) -> None:
     url = _db(tmp_path, 10)
     first = next(SqlSource(_spec(url)).read(None))
-    rest = [r["ID"] for b in SqlSource(_spec(url)).read(first.cursor) for r in b.rows]
+    rest = [r.payload["ID"] for b in SqlSource(_spec(url)).read(first.cursor) for r in b.records]
     assert rest == list(range(5, 11))
 
 

@@ -81,6 +81,18 @@ def test_reason_codes_cover_the_hub() -> None:
         assert en and zh and en != zh
 
 
+def test_every_reason_code_tells_the_department_what_to_fix() -> None:
+    rc = codelists.load("reason_codes")
+    for e in rc:
+        fix_en, fix_zh = codelists.reason_fix(e.code)
+        assert fix_zh.strip() and fix_en.strip(), e.code
+        assert isinstance(e.extra["fix_zh"], str) and isinstance(e.extra["fix_en"], str)
+        assert fix_zh != e.zh and fix_en != e.en, f"{e.code}: the fix repeats the message"
+    assert "GB 32100" in codelists.reason_fix("E_USCC_CHECK")[1]
+    with pytest.raises(RecordError):
+        codelists.reason_fix("E_NO_SUCH_REASON")
+
+
 def test_business_license_type_is_a_marked_default() -> None:
     lt = codelists.load("license_types")
     default = lt.meta["default_business_license"]

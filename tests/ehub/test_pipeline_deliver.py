@@ -14,11 +14,12 @@ from sqlalchemy import select
 from connectors.platform import ProvincialClient
 from ehub.config import Settings
 from ehub.errors import DestinationUnavailable
-from ehub.pipeline import deliver, extract, normalize, seal
+from ehub.pipeline import deliver, seal
 from ehub.store.db import Store
 from ehub.store.models import DeliveryRow, LicenseRow
 from simulators.market_regulation import generate
 from simulators.provincial import create_app
+from tests.ehub.pipeline_support import ingest_market
 
 
 @dataclass
@@ -41,7 +42,7 @@ def _client(platform: TestClient) -> ProvincialClient:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     mr = f"sqlite:///{tmp_path / 'mr.db'}"
     generate(mr, count=30, defect_rate=0.0, seed=3)
     settings = Settings.from_env(
@@ -53,8 +54,8 @@ def env(tmp_path: Path) -> Iterator[Env]:
     )
     store = Store(settings.database_url)
     store.migrate()
-    for stage in (extract, normalize, seal):
-        stage.run(settings, store)
+    ingest_market(settings, store, mr, monkeypatch)
+    seal.run(settings, store)
     with TestClient(create_app(tmp_path / "platform", token="dev-provincial-token")) as platform:
         yield Env(settings, store, platform)
     store.dispose()

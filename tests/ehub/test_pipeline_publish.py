@@ -14,13 +14,16 @@ from sqlalchemy import func, select
 from connectors.kafka_feed import FeedMessage, FeedPublisher, Published
 from ehub.config import Settings
 from ehub.errors import BrokerUnavailable
-from ehub.pipeline import extract, normalize, publish, seal
+from ehub.pipeline import publish, seal
 from ehub.store.db import Store
 from ehub.store.models import FeedMessageRow
 from simulators.market_regulation import generate
+from tests.ehub.pipeline_support import ingest_market
 
 
-def _prepare(tmp_path: Path, broker: str) -> tuple[Settings, Store]:
+def _prepare(
+    tmp_path: Path, broker: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Settings, Store]:
     mr = f"sqlite:///{tmp_path / 'mr.db'}"
     generate(mr, count=40, defect_rate=0.0, seed=11)
     prefix = f"test.{tmp_path.name[-12:].lower()}."
@@ -37,8 +40,8 @@ def _prepare(tmp_path: Path, broker: str) -> tuple[Settings, Store]:
     )
     store = Store(settings.database_url)
     store.migrate()
-    for stage in (extract, normalize, seal):
-        stage.run(settings, store)
+    ingest_market(settings, store, mr, monkeypatch)
+    seal.run(settings, store)
     return settings, store
 
 
@@ -64,8 +67,10 @@ def _on_broker(settings: Settings) -> Counter[str]:
     return ids
 
 
-def test_publish_is_exactly_once_across_reruns(tmp_path: Path, broker: str) -> None:
-    settings, store = _prepare(tmp_path, broker)
+def test_publish_is_exactly_once_across_reruns(
+    tmp_path: Path, broker: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, store = _prepare(tmp_path, broker, monkeypatch)
     assert publish.run(settings, store).counts["published"] == 40
     assert publish.run(settings, store).counts["published"] == 0
     ids = _on_broker(settings)
@@ -75,7 +80,7 @@ def test_publish_is_exactly_once_across_reruns(tmp_path: Path, broker: str) -> N
 def test_a_send_that_fails_halfway_is_settled_by_a_topic_scan(
     tmp_path: Path, broker: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings, store = _prepare(tmp_path, broker)
+    settings, store = _prepare(tmp_path, broker, monkeypatch)
     calls = {"n": 0}
 
     class HalfThenFail(FeedPublisher):
@@ -102,7 +107,9 @@ def test_a_send_that_fails_halfway_is_settled_by_a_topic_scan(
         )
 
 
-def test_unreachable_broker_names_it(tmp_path: Path, broker: str) -> None:
-    settings, store = _prepare(tmp_path, broker)
+def test_unreachable_broker_names_it(
+    tmp_path: Path, broker: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, store = _prepare(tmp_path, broker, monkeypatch)
     with pytest.raises(BrokerUnavailable, match=r"127\.0\.0\.1:1"):
         publish.run(replace(settings, broker="127.0.0.1:1"), store, attempts=1)

@@ -454,3 +454,19 @@ def test_status_is_coerced_and_checked() -> None:
     with pytest.raises(RecordError) as e:
         make_license(status="active")
     assert e.value.reason_code == "E_CODE_UNKNOWN"
+
+
+@given(
+    surface=st.dictionaries(
+        st.from_regex(r"KZ_[A-Z]{1,5}", fullmatch=True), st.text(max_size=20), max_size=4
+    ),
+    until=st.one_of(st.none(), st.dates(min_value=date(2030, 1, 1))),
+    related=st.one_of(st.none(), st.text(min_size=1, max_size=10)),
+    status=st.sampled_from(list(LicenseStatus)),
+)
+@settings(max_examples=60, deadline=None)
+def test_fast_license_content_hash_equals_the_generic_form(
+    surface: dict[str, str], until: date | None, related: str | None, status: LicenseStatus
+) -> None:
+    lic = make_license(surface=surface, valid_until=until, related_case=related, status=status)
+    assert records.license_content_hash(lic) == records._license_content_hash_generic(lic)

@@ -20,11 +20,12 @@ from ehub.summary import journey_counts
 SEED_COUNT = int(os.environ.get("EHUB_TEST_SEED_COUNT", "160"))
 DEFECT_RATE = 0.08
 STAGES = ("extract", "normalize", "seal", "deliver", "publish")
+SOURCE = "market_regulation.business_licenses"
 
 
 def start(home: Path) -> Settings:
     devstack.up(home, seed_count=SEED_COUNT, defect_rate=DEFECT_RATE, seed=7)
-    return Settings.from_env(home=home, out_dir=home / "out", batch_size=25)
+    return Settings.from_env(home=home, out_dir=home / "out", batch_size=25, source_batch_size=25)
 
 
 def stage_env(settings: Settings, fault: str = "") -> dict[str, str]:
@@ -35,6 +36,7 @@ def stage_env(settings: Settings, fault: str = "") -> dict[str, str]:
             "EHUB_DATABASE_URL": settings.database_url,
             "EHUB_OUT_DIR": str(settings.out_dir),
             "EHUB_BATCH_SIZE": str(settings.batch_size),
+            "EHUB_SOURCE_BATCH_SIZE": str(settings.source_batch_size),
             "EHUB_FAULT": fault,
         }
     )
@@ -44,7 +46,8 @@ def stage_env(settings: Settings, fault: str = "") -> dict[str, str]:
 def run_stage_process(settings: Settings, stage: str, fault: str = "") -> int:
     """One stage in its own process (``ehub stage``); returns the exit code."""
     proc = subprocess.run(
-        [sys.executable, "-m", "ehub", "stage", stage],
+        [sys.executable, "-m", "ehub", "stage", stage]
+        + (["--source", SOURCE] if stage in ("extract", "normalize") else []),
         env=stage_env(settings, fault),
         capture_output=True,
         text=True,
