@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ehub import devstack
+from ehub.bench_memory import source_run_peak
 from ehub.config import Settings
 from ehub.tasks import run_stage
 
@@ -47,8 +48,8 @@ MISSING = {
     "deliver_p95_ms": "continuous delivery mode not built yet (delivery issue)",
     "feed_p95_ms": "continuous feed mode not built yet (return-feed issue)",
     "e2e_case_per_s": "case-record sources not onboarded yet (onboarding issue)",
-    "peak_rss_mb_10k": "per-size memory runs not built yet (performance issue)",
-    "peak_rss_mb_1m": "per-size memory runs not built yet (performance issue)",
+    "peak_rss_mb_10k": "skipped: run `ehub bench --memory-rows 10000,1000000`",
+    "peak_rss_mb_1m": "skipped: run `ehub bench --memory-rows 10000,1000000`",
 }
 
 
@@ -63,7 +64,12 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def run_bench(
-    *, count: int, out_path: Path, console: Console, seal_loop: int = 100
+    *,
+    count: int,
+    out_path: Path,
+    console: Console,
+    seal_loop: int = 100,
+    memory_rows: tuple[int, ...] = (10_000, 1_000_000),
 ) -> dict[str, Any]:
     from ehub.normalize import RecordRejected
     from ehub.normalize.canonical import SpecNormalizer
@@ -77,7 +83,9 @@ def run_bench(
     home = work / "home"
     figures: dict[str, Any] = dict.fromkeys(FIGURES)
     stages: dict[str, float] = {}
-    state = devstack.up(home, seed_count=count, defect_rate=0.05, seed=1)
+    state = devstack.up(
+        home, seed_count=count, defect_rate=0.05, seed=1, departments=("market_regulation",)
+    )
     try:
         settings = Settings.from_env(home=home, out_dir=work / "out", batch_size=500)
         src = build_source(spec.model_copy(update={"batch_size": 1000}), settings)
@@ -113,12 +121,26 @@ def run_bench(
         figures["seal_pyhanko_loop_per_s"] = _pyhanko_loop(settings, seal_loop)
     finally:
         devstack.down(home)
+    memory_runs = {}
+    for rows in memory_rows:
+        console.print(f"memory run: a {rows:,}-row source, extract + normalize …")
+        memory_runs[rows] = source_run_peak(work, rows)
+    if 10_000 in memory_runs:
+        figures["peak_rss_mb_10k"] = memory_runs[10_000]["peak_rss_mb"]
+    if 1_000_000 in memory_runs:
+        figures["peak_rss_mb_1m"] = memory_runs[1_000_000]["peak_rss_mb"]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
         "figures": figures,
         "missing": {k: v for k, v in MISSING.items() if figures.get(k) is None},
         "sizes": {"records": count, "seal_loop": seal_loop, "seeded": state.get("seeded", {})},
         "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
+        "memory_runs": {str(k): v for k, v in memory_runs.items()},
+        "peak_rss_ratio_1m_to_10k": (
+            round(figures["peak_rss_mb_1m"] / figures["peak_rss_mb_10k"], 2)
+            if figures["peak_rss_mb_1m"] and figures["peak_rss_mb_10k"]
+            else None
+        ),
         "peak_rss_mb_process": round(rss_mb, 1),
         "machine": {
             "platform": platform.platform(),

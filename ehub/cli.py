@@ -16,7 +16,7 @@ from ehub.cli_source import source
 from ehub.config import Settings, default_home
 from ehub.errors import HubError
 
-console = Console()
+console = Console(width=None if Console().is_terminal else 140)
 
 
 @click.group()
@@ -41,7 +41,7 @@ def dev() -> None:
 
 
 @dev.command("up")
-@click.option("--count", default=300, show_default=True, help="Business licenses to seed.")
+@click.option("--count", default=200, show_default=True, help="Records to seed per department.")
 @click.option("--reseed", is_flag=True, help="Regenerate the department database.")
 def dev_up(count: int, reseed: bool) -> None:
     """Start the broker and simulators on free loopback ports."""
@@ -68,7 +68,7 @@ def dev_status() -> None:
 
 
 @main.command()
-@click.option("--count", default=300, show_default=True, help="Business licenses to seed.")
+@click.option("--count", default=200, show_default=True, help="Records to seed per department.")
 @click.option(
     "--out", "out_dir", default="out/demo", show_default=True, type=click.Path(path_type=Path)
 )
@@ -117,8 +117,15 @@ def stage(stage: str, source_id: str | None) -> None:
 
     if stage in SOURCE_STAGES:
         ids = [source_id] if source_id else [s.id for s in load_all()]
+        failed = []
         for sid in ids:
-            console.print_json(json.dumps(run_stage(stage, None, sid), ensure_ascii=False))
+            try:
+                console.print_json(json.dumps(run_stage(stage, None, sid), ensure_ascii=False))
+            except HubError as exc:  # one source failing must not stop the others
+                failed.append(sid)
+                console.print(f"[red]error:[/] {stage} {sid}: {exc}")
+        if failed:
+            raise HubError(f"{stage} failed for {', '.join(failed)} (the other sources ran)")
     else:
         console.print_json(json.dumps(run_stage(stage), ensure_ascii=False))
 
@@ -191,11 +198,18 @@ def up(port: int) -> None:
     show_default=True,
     type=click.Path(path_type=Path),
 )
-def bench(count: int, out_path: Path) -> None:
+@click.option(
+    "--memory-rows",
+    default="10000,1000000",
+    show_default=True,
+    help="Source sizes of the peak-memory runs (comma-separated; empty to skip).",
+)
+def bench(count: int, out_path: Path, memory_rows: str) -> None:
     """Benchmarks of the stages that exist -> out/bench/bench.json."""
     from ehub.bench import run_bench
 
-    result = run_bench(count=count, out_path=out_path.resolve(), console=console)
+    sizes = tuple(int(x) for x in memory_rows.split(",") if x.strip())
+    result = run_bench(count=count, out_path=out_path.resolve(), console=console, memory_rows=sizes)
     console.print_json(json.dumps(result["figures"]))
 
 

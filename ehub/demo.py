@@ -1,9 +1,15 @@
 """``ehub demo``: the whole journey once, through Airflow, on the embedded stack.
 
-Starts the dev stack (broker, simulators, seeded department database), runs
-the journey's DAGs with ``dag.test()``, prints a summary table, writes
-``out/demo/summary.json`` and the sealed PDFs under ``out/demo/licenses/``,
-and stops the stack — also when something fails.
+Starts the dev stack (broker, provincial platform, five simulated department
+systems — SQL, REST, GBK XML files, Kafka events, case records — each seeded
+with known defects), runs every source's ingest DAG (generated from its YAML
+spec) and the sealing, delivery and return-feed DAGs with ``dag.test()``,
+prints a summary, writes ``out/demo/summary.json``, the sealed PDFs under
+``out/demo/licenses/`` and each department's rejects report under
+``out/demo/rejects/``, and stops the stack — also when something fails.
+
+The demo fails unless every source's quarantine matches, reason by reason, the
+defects its simulator injected, and every sealed PDF verifies.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from ehub.summary import journey_counts
 
 
 def run_demo(
-    home: Path, out_dir: Path, *, count: int = 300, console: Console | None = None
+    home: Path, out_dir: Path, *, count: int = 200, console: Console | None = None
 ) -> dict[str, Any]:
     console = console or Console()
     started = time.monotonic()
@@ -53,14 +59,22 @@ def run_demo(
         store = Store(settings.database_url)
         try:
             counts = journey_counts(store)
+            reports = _rejects_reports(store, out_dir / "rejects")
         finally:
             store.dispose()
         platform = httpx.get(f"{settings.provincial_url}/admin/stats", timeout=10).json()
     finally:
         devstack.down(home)
     verified = verify_documents(out_dir / "licenses", home / "pki" / "root.pem")
+    mismatches = {
+        sid: {"expected": seed["expected"], "quarantined": counts["sources"].get(sid, {})}
+        for sid, seed in state.get("seeded", {}).items()
+        if counts["sources"].get(sid, {}).get("by_reason", {}) != seed["expected"]
+    }
     summary = {
         **counts,
+        "quarantine_matches_injected_defects": not mismatches,
+        "rejects_reports": [str(p) for p in reports],
         "documents_verified": verified,
         "platform": {"provincial": platform},
         "seeded": state.get("seeded", {}),
@@ -69,9 +83,22 @@ def run_demo(
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2))
     _print(console, summary, out_dir)
+    if mismatches:
+        raise HubError(f"quarantine differs from the injected defects: {mismatches}")
     if verified["invalid"] or not verified["valid"]:
         raise HubError(f"{verified['invalid']} sealed PDFs failed verification; see {out_dir}")
     return summary
+
+
+def _rejects_reports(store: Store, folder: Path) -> list[Path]:
+    """One rejects report per source (CSV + XLSX, Chinese headers) to send back."""
+    from ehub.reports import write_rejects_report
+    from ehub.sources.loader import load_all
+
+    paths: list[Path] = []
+    for spec in load_all():
+        paths += write_rejects_report(store, spec.id, folder)
+    return paths
 
 
 def verify_documents(folder: Path, root: Path) -> dict[str, int]:
@@ -88,6 +115,16 @@ def verify_documents(folder: Path, root: Path) -> dict[str, int]:
 
 
 def _print(console: Console, s: dict[str, Any], out_dir: Path) -> None:
+    src = Table(title="ehub demo — department sources onboarded from YAML (接入)")
+    for c in ("source", "extracted", "normalized", "quarantined", "by reason"):
+        src.add_column(c, justify="left" if c in ("source", "by reason") else "right")
+    for sid, e in s["sources"].items():
+        reasons = ", ".join(f"{k} {v}" for k, v in e.get("by_reason", {}).items())
+        src.add_row(
+            sid, str(e.get("extracted", 0)), str(e.get("normalized", 0)),
+            str(e.get("quarantined", 0)), reasons,
+        )  # fmt: skip
+    console.print(src)
     t = Table(title="ehub demo — 电子证照汇聚 journey")
     t.add_column("stage")
     t.add_column("count", justify="right")
@@ -96,6 +133,10 @@ def _print(console: Console, s: dict[str, Any], out_dir: Path) -> None:
     t.add_row("quarantined 隔离", str(s["quarantined"]))
     for code, n in s["quarantined_by_reason"].items():
         t.add_row(f"  {code}", str(n))
+    t.add_row(
+        "  matches the simulators' injected defects", str(s["quarantine_matches_injected_defects"])
+    )
+    t.add_row("case record versions 办件", str(s["case_versions"]))
     t.add_row("sealed 签章 (PAdES)", str(s["sealed"]))
     for dest, n in s["delivered"].items():
         t.add_row(f"delivered 汇聚 → {dest}", str(n))
@@ -105,3 +146,4 @@ def _print(console: Console, s: dict[str, Any], out_dir: Path) -> None:
     t.add_row("duration (s)", f"{s['duration_s']:.1f}")
     console.print(t)
     console.print(f"summary: {out_dir / 'summary.json'}")
+    console.print(f"rejects reports for the departments: {out_dir / 'rejects'}")

@@ -138,8 +138,17 @@ def _report_of(doc: dict[str, Any]) -> dict[str, Any]:
     return {"count": doc.get("count"), "expected": {k: v for k, v in expected.items() if v}}
 
 
+DEPARTMENTS = ("market_regulation", "acceptance", "health", "transport", "housing")
+
+
 def _seed_departments(
-    home: Path, broker: str, count: int, defect_rate: float, seed: int, reseed: bool
+    home: Path,
+    broker: str,
+    count: int,
+    defect_rate: float,
+    seed: int,
+    reseed: bool,
+    departments: tuple[str, ...] = DEPARTMENTS,
 ) -> dict[str, Any]:
     """Fill the department systems: two databases, a drop folder and a Kafka topic.
 
@@ -152,32 +161,64 @@ def _seed_departments(
     if reports.exists() and not reseed:
         seeded = json.loads(reports.read_text())
     else:
+        sim.mkdir(parents=True, exist_ok=True)
         for name in ("market_regulation.db", "acceptance.db"):
             (sim / name).unlink(missing_ok=True)
-        seeded["market_regulation.business_licenses"] = _simulator(
-            ["market-regulation", "--url", f"sqlite:///{sim / 'market_regulation.db'}", *common],
-            "market-regulation",
-        )
-        seeded["acceptance.case_records"] = _simulator(
-            ["case-records", "--url", f"sqlite:///{sim / 'acceptance.db'}", *common],
-            "acceptance system",
-        )
+        if "market_regulation" in departments:
+            seeded["market_regulation.business_licenses"] = _simulator(
+                [
+                    "market-regulation",
+                    "--url",
+                    f"sqlite:///{sim / 'market_regulation.db'}",
+                    *common,
+                ],
+                "market-regulation",
+            )
+        if "acceptance" in departments:
+            seeded["acceptance.case_records"] = _simulator(
+                ["case-records", "--url", f"sqlite:///{sim / 'acceptance.db'}", *common],
+                "acceptance system",
+            )
         drop = sim / "health_drop"
         if drop.exists():
             import shutil
 
             shutil.rmtree(drop)
-        seeded["health.physician_certificates"] = _simulator(
-            ["file-drop", "--folder", str(drop), "--records-per-file", "100", *common],
-            "health commission file drop",
-        )
+        if "health" in departments:
+            seeded["health.physician_certificates"] = _simulator(
+                ["file-drop", "--folder", str(drop), "--records-per-file", "100", *common],
+                "health commission file drop",
+            )
         reports.write_text(json.dumps(seeded, ensure_ascii=False, indent=2))
-    # The broker keeps its topics in memory: publish the events on every start.
-    seeded["transport.road_transport_permits"] = _simulator(
-        ["transport-events", "--bootstrap", broker, "--topic", TRANSPORT_TOPIC, *common],
-        "transport events",
-    )
+    if "transport" in departments:
+        # The broker keeps its topics in memory: publish the events on every start.
+        seeded["transport.road_transport_permits"] = _simulator(
+            ["transport-events", "--bootstrap", broker, "--topic", TRANSPORT_TOPIC, *common],
+            "transport events",
+        )
     return seeded
+
+
+def _start_housing(
+    home: Path, services: list[Service], port: int, count: int, defect_rate: float, seed: int
+) -> dict[str, Any]:
+    """The housing department's REST API (it generates its dataset on first start)."""
+    logdir = home / "dev" / "logs"
+    pid = _spawn(
+        "housing",
+        [
+            sys.executable, "-m", "simulators", "housing",
+            "--host", "127.0.0.1", "--port", str(port),
+            "--db", str(home / "sim" / "housing.db"),
+            "--count", str(count), "--seed", str(seed),
+            "--defect-rate", str(defect_rate),
+            "--token", HOUSING_TOKEN,
+        ],
+        logdir,
+    )  # fmt: skip
+    services.append(Service("housing", pid, port, str(logdir / "housing.log")))
+    _wait_http(f"http://127.0.0.1:{port}/healthz", "housing department simulator", pid, 120)
+    return _report_of(httpx.get(f"http://127.0.0.1:{port}/admin/report", timeout=30).json())
 
 
 def up(
@@ -187,8 +228,9 @@ def up(
     defect_rate: float = 0.05,
     seed: int = 2026,
     reseed: bool = False,
+    departments: tuple[str, ...] = DEPARTMENTS,
 ) -> dict[str, Any]:
-    """Start the stack (or return the running one)."""
+    """Start the stack (or return the running one) with the chosen department systems."""
     state_path = stack_file(home)
     if state_path.exists():
         state = json.loads(state_path.read_text())
@@ -239,29 +281,21 @@ def up(
         hport = free_port()
         sim = home / "sim"
         sim.mkdir(parents=True, exist_ok=True)
-        pid = _spawn(
-            "housing",
-            [
-                sys.executable, "-m", "simulators", "housing",
-                "--host", "127.0.0.1", "--port", str(hport),
-                "--db", str(sim / "housing.db"),
-                "--count", str(seed_count), "--seed", str(seed),
-                "--defect-rate", str(defect_rate),
-                "--token", HOUSING_TOKEN,
-            ],
-            logdir,
-        )  # fmt: skip
-        services.append(Service("housing", pid, hport, str(logdir / "housing.log")))
         broker = f"127.0.0.1:{bport}"
-        seeded = _seed_departments(home, broker, seed_count, defect_rate, seed, reseed)
-        _wait_http(f"http://127.0.0.1:{hport}/healthz", "housing department simulator", pid, 120)
-        seeded["housing.construction_permits"] = _report_of(
-            httpx.get(f"http://127.0.0.1:{hport}/admin/report", timeout=30).json()
-        )
+        seeded = _seed_departments(home, broker, seed_count, defect_rate, seed, reseed, departments)
     except BaseException:
         for svc in services:
             _stop(svc.pid)
         raise
+    if "housing" in departments:
+        try:
+            seeded["housing.construction_permits"] = _start_housing(
+                home, services, hport, seed_count, defect_rate, seed
+            )
+        except BaseException:
+            for svc in services:
+                _stop(svc.pid)
+            raise
     mr_url = f"sqlite:///{home / 'sim' / 'market_regulation.db'}"
     state = {
         "services": [s.__dict__ for s in services],

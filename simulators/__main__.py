@@ -19,17 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 
 def _provincial(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from simulators.provincial import create_app
+    from simulators.serving import serve
 
     app = create_app(
         Path(args.state),
@@ -42,30 +39,9 @@ def _provincial(args: argparse.Namespace) -> int:
         keep_documents=args.keep_documents,
     )
 
-    class _Server(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets=sockets)
-            if self.started:
-                host, port = self.servers[0].sockets[0].getsockname()[:2]
-                ready = {"ready": True, "simulator": "provincial", "url": f"http://{host}:{port}"}
-                print(json.dumps(ready), flush=True)
-
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        http="h11",
-        lifespan="off",
-        timeout_graceful_shutdown=5,
+    return serve(
+        app, args.host, args.port, args.log_level, {"ready": True, "simulator": "provincial"}
     )
-    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to
-    # the handler that was installed before it: make that one a no-op so a requested
-    # stop exits with status 0 instead of dying by the signal.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: None)
-    _Server(config).run()
-    return 0
 
 
 def _market_regulation(args: argparse.Namespace) -> int:

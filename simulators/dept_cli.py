@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +42,8 @@ def _housing(args: argparse.Namespace) -> int:
         print(json.dumps({**summary, "generated": generated}, ensure_ascii=False), flush=True)
         return 0
 
-    import uvicorn
-
     from simulators.housing import create_app
+    from simulators.serving import serve
 
     app = create_app(
         args.db,
@@ -64,28 +61,7 @@ def _housing(args: argparse.Namespace) -> int:
         "generated": generated,
     }
 
-    class _Server(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets=sockets)
-            if self.started:
-                host, port = self.servers[0].sockets[0].getsockname()[:2]
-                print(json.dumps({**ready, "url": f"http://{host}:{port}"}), flush=True)
-
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        http="h11",
-        lifespan="off",
-        timeout_graceful_shutdown=5,
-    )
-    # uvicorn re-raises the stop signal to the handler installed before it: a no-op
-    # one makes a requested stop exit with status 0.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: None)
-    _Server(config).run()
-    return 0
+    return serve(app, args.host, args.port, args.log_level, ready)
 
 
 def _transport_events(args: argparse.Namespace) -> int:

@@ -78,6 +78,7 @@ def _rest(spec: SourceSpec, conn: ConnectionInfo) -> Source:
             version_field=spec.cursor.field,
             start=spec.cursor.start,
             conn_id=spec.connection,
+            batch_size=spec.batch_size,
         )
     )
 

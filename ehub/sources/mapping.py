@@ -152,13 +152,7 @@ def compile_field(target: str, fm: FieldMap, spec: SourceSpec) -> CompiledField:
             try:
                 return table[s]
             except KeyError:
-                raise RecordError(
-                    "E_CODE_UNKNOWN",
-                    target,
-                    f"{label}={s!r} is not in the department code list {name!r}",
-                    f"{label}={s!r} 不在部门代码表 {name} 中",
-                    value=s,
-                ) from None
+                raise code_error(target, label, name, s) from None
 
         stage = code_stage
     get: Getter = stage
@@ -172,6 +166,17 @@ def compile_field(target: str, fm: FieldMap, spec: SourceSpec) -> CompiledField:
         sep_ = fm.split
         get = lambda p: tuple(x.strip() for x in stage(p).split(sep_) if x.strip())  # noqa: E731
     return CompiledField(target, get, fm.source_fields())
+
+
+def code_error(target: str, label: str, codelist: str, value: str) -> RecordError:
+    """A department code missing from the spec's translation table."""
+    return RecordError(
+        "E_CODE_UNKNOWN",
+        target,
+        f"{label}={value!r} is not in the department code list {codelist!r}",
+        f"{label}={value!r} 不在部门代码表 {codelist} 中",
+        value=value,
+    )
 
 
 def compile_mapping(spec: SourceSpec) -> list[CompiledField]:

@@ -24,7 +24,13 @@ SOURCE = "market_regulation.business_licenses"
 
 
 def start(home: Path) -> Settings:
-    devstack.up(home, seed_count=SEED_COUNT, defect_rate=DEFECT_RATE, seed=7)
+    devstack.up(
+        home,
+        seed_count=SEED_COUNT,
+        defect_rate=DEFECT_RATE,
+        seed=7,
+        departments=("market_regulation",),
+    )
     return Settings.from_env(home=home, out_dir=home / "out", batch_size=25, source_batch_size=25)
 
 
