@@ -304,6 +304,16 @@ def _prefix_state(type_code: str, issuer_code: str) -> int:
     return _mod37_36_state(36, type_code + issuer_code)
 
 
+def assemble_license_identifier(
+    type_code: str, issuer_code: str, serial: str, version: str = "001"
+) -> str:
+    """:func:`make_license_identifier` for parts already known to be well formed
+    (a type code from the code list, a verified USCC, a serial from
+    :func:`serial_from_key`): the hot path of normalization skips re-checking them."""
+    p = _mod37_36_state(_prefix_state(type_code, issuer_code), serial + version)
+    return f"{LICENSE_ID_ROOT}.{type_code}.{issuer_code}.{serial}.{version}.{_ALNUM[(1 - p) % 36]}"
+
+
 @functools.lru_cache(maxsize=16)
 def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)

@@ -406,8 +406,11 @@ def _content_hash(doc: dict[str, Any], spec: _Spec, rec: Any) -> str:
         # The same instant reported with another offset is the same content.
         if kind in ("dt", "odt") and getattr(rec, attr) is not None:
             body[code] = getattr(rec, attr).astimezone(UTC).isoformat()
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_CANONICAL_JSON.encode(body).encode("utf-8")).hexdigest()
+
+
+#: One encoder for every content hash (``json.dumps`` with options builds a new one per call).
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def license_content_hash(lic: License) -> str:
@@ -435,8 +438,7 @@ def license_content_hash(lic: License) -> str:
         "KZ": dict(lic.surface),
         "GLBJBH": lic.related_case,
     }
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_CANONICAL_JSON.encode(body).encode("utf-8")).hexdigest()
 
 
 def _license_content_hash_generic(lic: License) -> str:

@@ -59,3 +59,55 @@ def test_dagbag_parses_cleanly_quickly_and_without_io(tmp_path: Path) -> None:
     assert report["parse_s"] < 5, report["parse_s"]
     assert report["heavy"] == [], "DAG files import pipeline code at parse time"
     assert report["net"] == []
+
+
+FACTORY_PROBE = r"""
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+print(json.dumps({"errors": sorted(bag.import_errors), "dags": sorted(bag.dag_ids)}))
+"""
+
+
+def _factory_dags(tmp_path: Path, sources: Path) -> dict[str, list[str]]:
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+        "EHUB_SOURCES_DIR": str(sources),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", FACTORY_PROBE, str(REPO / "dags" / "ingest_sources.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_adding_a_spec_adds_its_dag_and_removing_it_removes_it(tmp_path: Path) -> None:
+    sources = tmp_path / "sources"
+    (sources / "dept").mkdir(parents=True)
+    spec = (REPO / "sources" / "market_regulation" / "business_licenses.yaml").read_text("utf-8")
+    assert _factory_dags(tmp_path, sources)["dags"] == []
+    (sources / "dept" / "a.yaml").write_text(spec, "utf-8")
+    (sources / "dept" / "b.yaml").write_text(
+        spec.replace("source: business_licenses", "source: branch_licenses"), "utf-8"
+    )
+    assert _factory_dags(tmp_path, sources)["dags"] == [
+        "ingest__market_regulation__branch_licenses",
+        "ingest__market_regulation__business_licenses",
+    ]
+    (sources / "dept" / "b.yaml").unlink()
+    (sources / "dept" / "broken.yaml").write_text("department: [unclosed\n", "utf-8")
+    report = _factory_dags(tmp_path, sources)
+    # A spec that cannot be read shows up as a failing DAG; the others are unaffected.
+    assert report == {
+        "errors": [],
+        "dags": ["ingest__invalid_spec__broken", "ingest__market_regulation__business_licenses"],
+    }

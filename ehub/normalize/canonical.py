@@ -46,6 +46,7 @@ from ehub.sources.spec import SourceSpec
 #: produce and Chinese records never hold. "·" (U+00B7, in minority names) is fine.
 MOJIBAKE = re.compile("\ufffd|锟斤拷|[\u00c0-\u00ef][\u0080-\u00bf]|[\u0300-\u07ff]")
 _EXT_NAME = re.compile(r"[^A-Z0-9]+")
+_ORG_CODE_SHAPE = re.compile(r"[0-9A-Z]{8}-?[0-9X]")
 
 Record = License | CaseRecord
 
@@ -73,6 +74,7 @@ class SpecNormalizer:
             if r.codelist
         }
         self.plan = [(f.target, f.get, self._checker(f.target)) for f in self.fields]
+        self.surface_fields = tuple(f.target for f in self.fields if f.target.startswith("KZ_"))
         self._values = self._compile_values() if fast else None
 
     # -- public ------------------------------------------------------------------
@@ -262,6 +264,15 @@ class SpecNormalizer:
                 return identifiers.check_uscc(value, field=code)
             if code_type == "111":
                 return identifiers.check_citizen_id(value, field=code)
+            if code_type == "099" and _ORG_CODE_SHAPE.fullmatch(value):
+                # Other organizations still identified by a GB 11714 organization code.
+                if not identifiers.is_valid_org_code(value):
+                    errors.append(
+                        _err("E_ORG_CODE_CHECK", code,
+                             "the organization code (GB 11714) check character is wrong",
+                             "组织机构代码校验码错误", value)
+                    )  # fmt: skip
+                return value
         except RecordError as exc:
             errors.append(exc)
         return value
@@ -290,13 +301,13 @@ class SpecNormalizer:
         self._raise(errors, key)
         issuer = v["ZZBFJGDM"]
         number = v["ZZBH"]
-        identifier = v.get("ZZBS") or identifiers.make_license_identifier(
+        identifier = v.get("ZZBS") or identifiers.assemble_license_identifier(
             self.type_code,
             issuer,
             identifiers.serial_from_key(f"{self.type_code}|{issuer}|{number}"),
         )
         issuer_div = v.get("ZZBFJGQHDM") or _issuer_division(issuer, v["CZZTQHDM"])
-        surface = {c: s for c, s in v.items() if c.startswith("KZ_") and s}
+        surface = {c: s for c in self.surface_fields if (s := v[c])}
         surface.update(extensions)
         lic = License(
             identifier=identifier,

@@ -574,3 +574,17 @@ def test_optional_case_times_may_be_absent() -> None:
     )
     assert (case.accepted_at, case.decided_at) == (None, None)
     assert case.completed_at == case.submitted_at
+
+
+def test_organization_codes_of_other_organizations_are_checked() -> None:
+    from ehub.identifiers import org_code_check_char
+
+    norm = SpecNormalizer(license_spec())
+    body = "MA3C1234"
+    good = body + org_code_check_char(body)
+    bad = body + ("0" if good[-1] != "0" else "1")
+    lic = license_of(norm, {**CLEAN, "ZJHM": good, "ZJLX": "099"}, "k", "v")
+    assert lic.holder_code == good and lic.holder_code_type == "099"
+    with pytest.raises(RecordRejected) as rej:
+        norm.normalize({**CLEAN, "ZJHM": bad, "ZJLX": "099"}, "k", "v")
+    assert [(e.reason_code, e.field) for e in rej.value.errors] == [("E_ORG_CODE_CHECK", "CZZTDM")]

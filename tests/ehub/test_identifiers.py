@@ -6,7 +6,7 @@ import string
 from datetime import date, timedelta
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from ehub import identifiers as ids
@@ -328,3 +328,13 @@ def test_citizen_id_properties(region: str, born: date, seq: str, data: st.DataO
     else:
         pytest.fail(f"substitution at {i} not detected")
     assert ids.citizen_id_check_char(changed[:17]) != changed[17] or changed[:17] == first17
+
+
+@given(key=st.text(min_size=1, max_size=40))
+@settings(max_examples=80, deadline=None)
+def test_assembled_identifier_equals_the_checked_one(key: str) -> None:
+    serial = ids.serial_from_key(key)
+    for issuer in ("11430000006122244L", "11330105002500287C"):
+        made = ids.make_license_identifier("11100000000013338W011", issuer, serial)
+        assert ids.assemble_license_identifier("11100000000013338W011", issuer, serial) == made
+        assert ids.is_valid_license_identifier(made)
