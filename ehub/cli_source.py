@@ -92,9 +92,9 @@ def preview(file: Path, limit: int, reveal: bool, fields: str | None) -> None:
     try:
         records = itertools.islice((r for b in src.read(None) for r in b.records), limit)
         batch = list(records)
+        extra = lookups.resolve([r.payload for r in batch])
     finally:
         src.close()  # no commit: the preview moves no file and commits no offset
-    extra = lookups.resolve([r.payload for r in batch])
     for i, (rec, found) in enumerate(zip(batch, extra, strict=True), 1):
         payload = {**rec.payload, **({"_lookups": found} if found else {})}
         try:

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Debian packages used by the tests (not by `make demo`): poppler-utils for
-# pdfsig, libnss3-tools for the NSS trust store that pdfsig reads.
+# pdfsig and pdftotext, poppler-data for the CJK character maps pdftotext needs
+# to read the licenses' Chinese text (a recommended package, so not pulled in
+# by --no-install-recommends), libnss3-tools for the NSS trust store pdfsig reads.
 set -euo pipefail
 need=()
 command -v pdfsig >/dev/null 2>&1 || need+=(poppler-utils)
 command -v certutil >/dev/null 2>&1 || need+=(libnss3-tools)
+[ -d /usr/share/poppler/cMap/Adobe-GB1 ] || need+=(poppler-data)
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
   exit 0

@@ -73,7 +73,11 @@ class RawRecord(Base):
     """A source row exactly as extracted (the payload is kept for quarantine and replay)."""
 
     __tablename__ = "raw_records"
-    __table_args__ = (UniqueConstraint("source_id", "source_key", "payload_hash"),)
+    __table_args__ = (
+        UniqueConstraint("source_id", "source_key", "payload_hash"),
+        # The normalize stage reads a source's pending records in id order.
+        Index("ix_raw_records_source_state_id", "source_id", "state", "id"),
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     source_id: Mapped[str] = mapped_column(ForeignKey("sources.id"))
     source_key: Mapped[str] = mapped_column(String(200))

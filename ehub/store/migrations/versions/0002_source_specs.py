@@ -21,9 +21,11 @@ def upgrade() -> None:
         batch.alter_column("cursor", type_=sa.Text(), existing_nullable=False)
     op.create_index("ix_quarantine_source_key", "quarantine", ["source_id", "source_key"])
     op.create_index("ix_quarantine_state_id", "quarantine", ["state", "id"])
+    op.create_index("ix_raw_records_source_state_id", "raw_records", ["source_id", "state", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_raw_records_source_state_id", table_name="raw_records")
     op.drop_index("ix_quarantine_state_id", table_name="quarantine")
     op.drop_index("ix_quarantine_source_key", table_name="quarantine")
     with op.batch_alter_table("watermarks") as batch:
