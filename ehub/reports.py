@@ -1,7 +1,7 @@
 """Rejects reports: the open quarantine of one department or source, written as
 CSV and XLSX files that can be sent back to the department.
 
-One row per defect with Chinese headers (来源, 记录标识, 字段, 原因代码, 原因,
+One row per defect with Chinese headers (来源, 记录标识, 字段, 源字段, 原因代码, 原因,
 值, 修改建议); personal data in the value column is masked (ehub.quarantine's
 masking policy). Rows are streamed from the store in keyset pages and written
 as they come (``write_only`` workbook), so a large quarantine never sits in
@@ -45,8 +45,8 @@ log = logging.getLogger(__name__)
 
 ReportFormat = Literal["csv", "xlsx"]
 FORMATS: tuple[ReportFormat, ...] = ("csv", "xlsx")
-HEADERS = ("来源", "记录标识", "字段", "原因代码", "原因", "值", "修改建议")
-WIDTHS = (32, 22, 14, 22, 40, 30, 60)
+HEADERS = ("来源", "记录标识", "字段", "源字段", "原因代码", "原因", "值", "修改建议")
+WIDTHS = (32, 22, 14, 16, 22, 40, 30, 60)
 SUMMARY_HEADERS = ("原因代码", "原因", "记录数", "问题数", "修改建议")
 SUMMARY_WIDTHS = (22, 28, 10, 10, 80)
 REJECTS_SHEET = "退回记录"
@@ -120,14 +120,36 @@ def write_rejects_report(
     return paths
 
 
+def _source_fields(source_id: str) -> dict[str, str]:
+    """Canonical field → the department's own field name(s), from the source's spec,
+    so the department sees the column or element it must correct."""
+    from ehub.errors import SpecError
+    from ehub.sources.loader import find_spec
+
+    try:
+        spec = find_spec(source_id)
+    except SpecError:
+        return {}
+    out = {}
+    for target, fm in spec.mapping.items():
+        out[target] = fm.from_ or (" + ".join(fm.concat) if fm.concat else "")
+    return out
+
+
 def _rows(store: Store, scope: ReportScope) -> Iterator[tuple[str, ...]]:
+    specs: dict[str, dict[str, str]] = {}
     for e in quarantine.iter_entries(
         store, source=scope.source, department=scope.department, state="open"
     ):
+        if e.source_id not in specs:
+            specs[e.source_id] = _source_fields(e.source_id)
+        # An undeclared field (E_FIELD_UNKNOWN) is named by its source name already.
+        source_field = specs[e.source_id].get(e.field, e.field if e.field not in specs else "")
         yield (
             e.source_id,
             e.source_key,
             e.field,
+            source_field,
             e.reason_code,
             e.message_zh,
             e.value or "",

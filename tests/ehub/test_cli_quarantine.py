@@ -91,7 +91,7 @@ def test_report_command(env: dict[str, str], seeded: Seeded, tmp_path: Path) -> 
     assert res.exit_code == 0, res.output
     (path,) = out.glob("*.xlsx")
     header = next(load_workbook(path)["退回记录"].iter_rows(values_only=True))
-    assert header == ("来源", "记录标识", "字段", "原因代码", "原因", "值", "修改建议")
+    assert header == ("来源", "记录标识", "字段", "源字段", "原因代码", "原因", "值", "修改建议")
     res = _run(env, "report", "--source", HOUSING, "--out", str(out))
     assert res.exit_code == 0, res.output
     assert len(list(out.glob("rejects-*"))) == 3

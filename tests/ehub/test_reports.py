@@ -49,23 +49,24 @@ def test_xlsx_report_has_chinese_headers_masked_values_and_a_summary(
     assert wb.sheetnames == ["退回记录", "汇总"]
     ws = wb["退回记录"]
     rows = [[c.value for c in r] for r in ws.iter_rows()]
-    assert rows[0] == ["来源", "记录标识", "字段", "原因代码", "原因", "值", "修改建议"]
+    assert rows[0] == ["来源", "记录标识", "字段", "源字段", "原因代码", "原因", "值", "修改建议"]
     assert all(c.font.b for c in ws[1])
     assert ws.freeze_panes == "A2"
-    assert ws.column_dimensions["G"].width >= 40
+    assert ws.column_dimensions["H"].width >= 40  # 修改建议
     body = rows[1:]
     assert len(body) == 7  # every open defect of the department's two sources, none of housing
     assert {r[0] for r in body} == {MR, MR_FILES}
     by_key_field = {(r[1], r[2]): r for r in body}
     uscc = by_key_field[("1001", "CZZTDM")]
-    assert uscc[3] == "E_USCC_CHECK"
-    assert uscc[4] == "CZZTDM：统一社会信用代码校验码错误"
-    assert uscc[5] == "91370212315285741A"
-    assert uscc[6] == USCC_FIX and "GB 32100" in uscc[6]
+    assert uscc[3] == "TYSHXYDM"  # the department's own column, from the source spec
+    assert uscc[4] == "E_USCC_CHECK"
+    assert uscc[5] == "CZZTDM：统一社会信用代码校验码错误"
+    assert uscc[6] == "91370212315285741A"
+    assert uscc[7] == USCC_FIX and "GB 32100" in uscc[7]
     person = by_key_field[("1002", "CZZTDM")]
-    assert person[5] == "370102********1234" and PERSON_ID not in str(rows)
-    assert by_key_field[("1002", "CZZT")][5] == "王" + "*" * 59
-    formula = ws.cell(row=1 + body.index(by_key_field[("f-1", "KZ_ZS")]) + 1, column=6)
+    assert person[6] == "370102********1234" and PERSON_ID not in str(rows)
+    assert by_key_field[("1002", "CZZT")][6] == "王" + "*" * 59
+    formula = ws.cell(row=1 + body.index(by_key_field[("f-1", "KZ_ZS")]) + 1, column=7)
     assert formula.value == "=HYPERLINK(1)" and formula.data_type == "s"  # text, not a formula
 
     summary = [[c.value for c in r] for r in wb["汇总"].iter_rows()]
@@ -97,6 +98,7 @@ def test_csv_report_is_utf8_with_bom_and_formula_safe(
             HOUSING,
             "H-9",
             "CZZTQHDM",
+            "areaCode",
             "E_DIVISION_UNKNOWN",
             "CZZTQHDM：行政区划代码不存在",
             "379999",
@@ -104,7 +106,7 @@ def test_csv_report_is_utf8_with_bom_and_formula_safe(
         ],
     ]
     (files,) = write_rejects_report(store, ReportScope(source=MR_FILES), tmp_path, formats=("csv",))
-    value = next(csv.reader(files.read_text(encoding="utf-8-sig").splitlines()[1:]))[5]
+    value = next(csv.reader(files.read_text(encoding="utf-8-sig").splitlines()[1:]))[6]
     assert value == "'=HYPERLINK(1)"
 
 
