@@ -47,7 +47,7 @@ MISSING = {
     "seal_bt_per_s": "no TSA yet (seals issue)",
     "deliver_p95_ms": "continuous delivery mode not built yet (delivery issue)",
     "feed_p95_ms": "continuous feed mode not built yet (return-feed issue)",
-    "e2e_case_per_s": "case-record sources not onboarded yet (onboarding issue)",
+    "e2e_case_per_s": "case records are ingested and normalized but not delivered yet (delivery issue)",
     "peak_rss_mb_10k": "skipped: run `ehub bench --memory-rows 10000,1000000`",
     "peak_rss_mb_1m": "skipped: run `ehub bench --memory-rows 10000,1000000`",
 }
@@ -83,6 +83,7 @@ def run_bench(
     home = work / "home"
     figures: dict[str, Any] = dict.fromkeys(FIGURES)
     stages: dict[str, float] = {}
+    normalize_detail: dict[str, Any] = {}
     state = devstack.up(
         home, seed_count=count, defect_rate=0.05, seed=1, departments=("market_regulation",)
     )
@@ -104,8 +105,22 @@ def run_bench(
                     pass
             return ok
 
-        _, secs = _timed(normalize_all)
-        figures["normalize_per_s"] = _rate(len(rows), secs)
+        # "One core": CPU time of this thread, best of three passes (the first
+        # also warms the caches), so other processes of the machine competing
+        # for its two cores do not count. The wall-clock rate is kept beside it.
+        cpu, wall = [], []
+        for _ in range(3):
+            c0, w0 = time.thread_time(), time.perf_counter()
+            normalize_all()
+            cpu.append(time.thread_time() - c0)
+            wall.append(time.perf_counter() - w0)
+        figures["normalize_per_s"] = _rate(len(rows), min(cpu))
+        normalize_detail = {
+            "method": "thread CPU time, best of 3 passes over the same rows",
+            "rows": len(rows),
+            "cpu_s": [round(x, 3) for x in cpu],
+            "wall_per_s": _rate(len(rows), min(wall)),
+        }
 
         results: dict[str, dict[str, Any]] = {}
         for stage in ("extract", "normalize", "seal", "deliver", "publish"):
@@ -135,6 +150,7 @@ def run_bench(
         "missing": {k: v for k, v in MISSING.items() if figures.get(k) is None},
         "sizes": {"records": count, "seal_loop": seal_loop, "seeded": state.get("seeded", {})},
         "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
+        "normalize": normalize_detail,
         "memory_runs": {str(k): v for k, v in memory_runs.items()},
         "peak_rss_ratio_1m_to_10k": (
             round(figures["peak_rss_mb_1m"] / figures["peak_rss_mb_10k"], 2)

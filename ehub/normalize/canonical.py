@@ -287,7 +287,7 @@ class SpecNormalizer:
         sver: str,
         errors: list[RecordError],
     ) -> License:
-        start_failed = any(e.field == "ZZYXQQSRQ" for e in errors)
+        start_failed = bool(errors) and any(e.field == "ZZYXQQSRQ" for e in errors)
         holder_code = self._holder_code("CZZTDM", v["CZZTDM"], v["CZZTDMLXDM"], errors)
         issue: date = v["ZZBFRQ"]
         start: date = v.get("ZZYXQQSRQ") or issue
@@ -298,7 +298,8 @@ class SpecNormalizer:
                      f"validity ends {until} before it starts {start}",
                      f"有效期截止日期 {until} 早于起始日期 {start}", str(until))
             )  # fmt: skip
-        self._raise(errors, key)
+        if errors:
+            self._raise(errors, key)
         issuer = v["ZZBFJGDM"]
         number = v["ZZBH"]
         identifier = v.get("ZZBS") or identifiers.assemble_license_identifier(

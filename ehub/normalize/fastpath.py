@@ -26,6 +26,8 @@ ValuesFn = Callable[[Mapping[str, Any], list[RecordError], set[str]], dict[str, 
 FastField = tuple[str, FieldMap, str | None, Callable[..., Any], Callable[..., Any]]
 """(target, field map, check kind or None, getter, checker)."""
 
+#: Check kinds whose getter returns a parsed value or None (never "" or ()).
+_TYPED_KINDS = frozenset({"date", "datetime", "int"})
 _INLINE_TRANSFORMS = {"trim": ".strip()", "halfwidth": ".translate(FW)", "upper": ".upper()"}
 
 
@@ -42,8 +44,27 @@ def inline_kind(fm: FieldMap, kind: str | None) -> bool:
         and not fm.datetime_
         and not fm.integer
         and fm.split is None
-        and kind in ("text", "code", "division", "uscc")
+        and kind not in _TYPED_KINDS
     )
+
+
+def constant_value(fm: FieldMap, get: Callable[..., Any], check: Callable[..., Any]) -> Any:
+    """The checked value of a ``const`` field that passes its check, else ``_NOT_CONSTANT``.
+
+    A constant (with its transforms and code-list translation) does not depend
+    on the record, so its checked value is computed once, at compile time.
+    """
+    if fm.const is None or fm.lookup is not None:
+        return _NOT_CONSTANT
+    errors: list[RecordError] = []
+    try:
+        value = check(get({}), errors)
+    except RecordError:
+        return _NOT_CONSTANT
+    return _NOT_CONSTANT if errors else value
+
+
+_NOT_CONSTANT = object()
 
 
 def compile_values(
@@ -70,6 +91,20 @@ def compile_values(
         t = repr(target)
         ns[f"GET_{i}"], ns[f"CHECK_{i}"] = get, check
         lines += [f"    if {t} in absent:", f"        values[{t}] = None", "    else:"]
+        if (const := constant_value(fm, get, check)) is not _NOT_CONSTANT:
+            ns[f"CONST_{i}"] = const
+            lines += [f"        values[{t}] = CONST_{i}"]
+            continue
+        if kind in _TYPED_KINDS:  # the getter parsed it: only emptiness is left to check
+            lines += [
+                "        try:",
+                f"            v = GET_{i}(p)",
+                f"            values[{t}] = CHECK_{i}(v, errors) if v is None else v",
+                "        except RecordError as exc:",
+                "            errors.append(exc)",
+                f"            values[{t}] = None",
+            ]
+            continue
         if not inline_kind(fm, kind):
             lines += [
                 "        try:",
@@ -116,10 +151,18 @@ def compile_values(
             body.append(f"    values[{t}] = v if v in KNOWN_{i} else CHECK_{i}(v, errors)")
         elif kind == "division":
             body.append(f"    values[{t}] = v if KNOWN_DIV(v) else CHECK_{i}(v, errors)")
-        else:  # uscc
+        elif kind == "uscc":
             body += [
                 "    try:",
                 f"        values[{t}] = USCC(v, {t})",
+                "    except RecordError as exc:",
+                "        errors.append(exc)",
+                f"        values[{t}] = None",
+            ]
+        else:  # holder / applicant codes, identifiers, KZ without a rule: the field's check
+            body += [
+                "    try:",
+                f"        values[{t}] = CHECK_{i}(v, errors)",
                 "    except RecordError as exc:",
                 "        errors.append(exc)",
                 f"        values[{t}] = None",

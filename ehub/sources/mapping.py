@@ -99,6 +99,13 @@ def compile_field(target: str, fm: FieldMap, spec: SourceSpec) -> CompiledField:
             s = step(s)
         return s
 
+    if fm.from_ and "." not in fm.from_ and not fm.transform:
+        key = fm.from_
+
+        def pre(p: Mapping[str, Any]) -> str:  # a bare column (dates, numbers)
+            v = p.get(key)
+            return v if v.__class__ is str else _text(v)
+
     if fm.from_ and "." not in fm.from_ and fm.transform == ("trim",):
         key = fm.from_
 
@@ -249,6 +256,31 @@ def _parsers(formats: tuple[str, ...]) -> list[Callable[[str], datetime | None]]
     return parsers
 
 
+def _date_parsers(formats: tuple[str, ...]) -> list[Callable[[str], date | None]]:
+    """Parsers of ``formats`` returning dates; year/month/day-only formats skip datetime."""
+    out: list[Callable[[str], date | None]] = []
+    for fmt, general in zip(formats, _parsers(formats), strict=True):
+        rx = format_regex(fmt)
+        if rx is not None and set(rx.groupindex) == {"Y", "m", "d"}:
+
+            def ymd(s: str, rx: re.Pattern[str] = rx) -> date | None:
+                m = rx.fullmatch(s)
+                if m is None:
+                    return None
+                y, mo, d = m.group("Y", "m", "d")
+                return date(int(y), int(mo), int(d))  # ValueError for impossible dates
+
+            out.append(ymd)
+        else:
+
+            def as_date(s: str, parse: Callable[[str], datetime | None] = general) -> date | None:
+                v = parse(s)
+                return None if v is None else v.date()
+
+            out.append(as_date)
+    return out
+
+
 def _bad_date(target: str, label: str, s: str, formats: tuple[str, ...]) -> RecordError:
     return RecordError(
         "E_DATE_INVALID",
@@ -262,7 +294,7 @@ def _bad_date(target: str, label: str, s: str, formats: tuple[str, ...]) -> Reco
 def _date_stage(
     target: str, label: str, prev: Callable[..., str], formats: tuple[str, ...], lt: frozenset[str]
 ) -> Getter:
-    parsers = _parsers(formats)
+    parsers = _date_parsers(formats)
 
     def get(p: Mapping[str, Any]) -> date | None:
         s = prev(p)
@@ -274,7 +306,7 @@ def _date_stage(
             except ValueError:  # impossible in this format; a later one may fit
                 continue
             if v is not None:
-                return v.date()
+                return v
         raise _bad_date(target, label, s, formats)
 
     return get

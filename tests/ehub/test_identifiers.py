@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import string
 from datetime import date, timedelta
 
@@ -175,6 +177,19 @@ def test_serial_from_key_is_deterministic_and_well_formed() -> None:
         ids.serial_from_key("x", 33)
     ident = ids.make_license_identifier("11100000000013338W011", "11430000006122244L", s1)
     assert ids.is_valid_license_identifier(ident)
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=40), st.integers(1, 32))
+def test_serial_from_key_is_the_base32_of_the_domain_separated_sha256(key: str, n: int) -> None:
+    # The documented definition, written with the standard library's encoder.
+    digest = hashlib.sha256(b"ehub-license-serial\x00" + key.encode("utf-8", "surrogatepass"))
+    expected = base64.b32encode(digest.digest()).decode("ascii")[:n]
+    try:
+        got = ids.serial_from_key(key, n)
+    except UnicodeEncodeError:  # a lone surrogate is not a key a source can send
+        return
+    assert got == expected
 
 
 # --- USCC ----------------------------------------------------------------------

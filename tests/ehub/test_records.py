@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import string
 from datetime import UTC, date, datetime, timedelta, timezone
 
@@ -470,3 +471,15 @@ def test_fast_license_content_hash_equals_the_generic_form(
 ) -> None:
     lic = make_license(surface=surface, valid_until=until, related_case=related, status=status)
     assert records.license_content_hash(lic) == records._license_content_hash_generic(lic)
+
+
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_TEXT, st.none() | _TEXT | st.dictionaries(_TEXT, _TEXT | st.none())))
+def test_canonical_json_is_byte_for_byte_the_json_module_form(body: dict) -> None:
+    # Content hashes are defined on json.dumps(sort_keys, compact, unescaped);
+    # the fast encoder must give the same bytes for any text, control characters included.
+    expected = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert records._CANONICAL_JSON.encode(body) == expected.encode("utf-8")
