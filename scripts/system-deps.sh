@@ -2,12 +2,16 @@
 # Debian packages used by the tests (not by `make demo`): poppler-utils for
 # pdfsig and pdftotext, poppler-data for the CJK character maps pdftotext needs
 # to read the licenses' Chinese text (a recommended package, so not pulled in
-# by --no-install-recommends), libnss3-tools for the NSS trust store pdfsig reads.
+# by --no-install-recommends), libnss3-tools for the NSS trust store pdfsig reads,
+# softhsm2 + opensc for the PKCS#11 seal key, xmlsec1 for XML signatures.
 set -euo pipefail
 need=()
 command -v pdfsig >/dev/null 2>&1 || need+=(poppler-utils)
 command -v certutil >/dev/null 2>&1 || need+=(libnss3-tools)
 [ -d /usr/share/poppler/cMap/Adobe-GB1 ] || need+=(poppler-data)
+command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)   # the PKCS#11 token of the seal tests
+command -v pkcs11-tool >/dev/null 2>&1 || need+=(opensc)       # inspects the token from outside
+command -v xmlsec1 >/dev/null 2>&1 || need+=(xmlsec1)          # verifies the XML signatures
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
   exit 0
