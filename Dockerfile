@@ -3,6 +3,7 @@
 FROM python:3.11-slim
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 AIRFLOW_HOME=/opt/airflow
 RUN apt-get update && apt-get install -y --no-install-recommends curl poppler-utils \
+       fonts-arphic-gbsn00lp softhsm2 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/ehub
 COPY requirements.lock pyproject.toml README.md ./

@@ -11,8 +11,13 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from ehub.cli_hsm import hsm
+from ehub.cli_license import license_
+from ehub.cli_pki import pki
 from ehub.cli_quarantine import quarantine
+from ehub.cli_seal import seal
 from ehub.cli_source import source
+from ehub.cli_verify import verify
 from ehub.config import Settings, default_home
 from ehub.errors import HubError
 
@@ -31,8 +36,13 @@ def main(verbose: bool) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+main.add_command(hsm)
+main.add_command(pki)
+main.add_command(license_)
 main.add_command(quarantine)
+main.add_command(seal)
 main.add_command(source)
+main.add_command(verify)
 
 
 @main.group()
@@ -211,6 +221,21 @@ def bench(count: int, out_path: Path, memory_rows: str) -> None:
     sizes = tuple(int(x) for x in memory_rows.split(",") if x.strip())
     result = run_bench(count=count, out_path=out_path.resolve(), console=console, memory_rows=sizes)
     console.print_json(json.dumps(result["figures"]))
+
+
+@main.command("verify-server")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+def verify_server(host: str, port: int) -> None:
+    """Serve the verification endpoint behind the licenses' QR codes (GET /verify/<identifier>)."""
+    import uvicorn
+
+    from ehub.verify_api import create_app
+
+    settings = Settings.from_env()
+    console.print(f"verification endpoint on http://{host}:{port}/verify/<identifier>; "
+                  f"QR codes lead to {settings.verify_url}/<identifier>")  # fmt: skip
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
 
 def _stop_group(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

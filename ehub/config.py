@@ -48,6 +48,9 @@ class Settings:
     """Records per batch in the hub's own stages (memory stays bounded by it)."""
     source_batch_size: int = 0
     """Records per extract batch for every source; 0 = each spec's ``batch_size``."""
+    verify_url: str = "http://127.0.0.1:8765/verify"
+    """Public base URL of the verification endpoint; a license's QR code leads to
+    ``<verify_url>/<identifier>`` (``ehub verify-server`` serves it)."""
     return_topic_prefix: str = "ehub.return.county."
     """Return feed topics are ``<prefix><6-digit county code>``."""
     fault: str = ""
@@ -90,6 +93,7 @@ class Settings:
             batch_size=batch_size,
             source_batch_size=max(source_batch_size, 0),
             fault=pick("fault"),
+            verify_url=pick("verify_url", "http://127.0.0.1:8765/verify").rstrip("/"),
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known

@@ -3,7 +3,8 @@
 # pdfsig and pdftotext, poppler-data for the CJK character maps pdftotext needs
 # to read the licenses' Chinese text (a recommended package, so not pulled in
 # by --no-install-recommends), libnss3-tools for the NSS trust store pdfsig reads,
-# softhsm2 + opensc for the PKCS#11 seal key, xmlsec1 for XML signatures.
+# softhsm2 + opensc for the PKCS#11 seal key, xmlsec1 for XML signatures, the
+# AR PL SungtiL GB font the licenses embed, zbar-tools to read their QR codes.
 set -euo pipefail
 need=()
 command -v pdfsig >/dev/null 2>&1 || need+=(poppler-utils)
@@ -12,6 +13,8 @@ command -v certutil >/dev/null 2>&1 || need+=(libnss3-tools)
 command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)   # the PKCS#11 token of the seal tests
 command -v pkcs11-tool >/dev/null 2>&1 || need+=(opensc)       # inspects the token from outside
 command -v xmlsec1 >/dev/null 2>&1 || need+=(xmlsec1)          # verifies the XML signatures
+[ -f /usr/share/fonts/truetype/arphic-gbsn00lp/gbsn00lp.ttf ] || need+=(fonts-arphic-gbsn00lp)  # 宋体, embedded in licenses
+command -v zbarimg >/dev/null 2>&1 || need+=(zbar-tools)        # decodes the licenses' QR codes
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
   exit 0

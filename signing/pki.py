@@ -29,12 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from signing import pki_build
 from signing.errors import KeyAccessError, SigningError
+from signing.pki_build import CRL_DIR, INTERMEDIATE_CRL, ROOT_CRL, SERVICES_FILE, ServiceUrls
 
 PASSPHRASE_ENV = "EHUB_SEAL_PASSPHRASE"
 
@@ -45,6 +47,8 @@ INTERMEDIATE_KEY = "intermediate.key.pem"
 SEAL_P12 = "seal.p12"
 PASSPHRASE_FILE = "seal.pass"
 SEALS_DIR = "seals"
+TSA_CERT = "tsa.pem"
+TSA_KEY = "tsa.key.pem"
 _LOCK_FILE = ".lock"
 
 # A structurally valid USCC (GB 32100 check character and GB 11714
@@ -54,8 +58,7 @@ DEV_DEPARTMENT_USCC = "11370000MB1234562A"
 _ROOT_DAYS = 3650
 _INTERMEDIATE_DAYS = 1825
 _SEAL_DAYS = 730
-# Backdate notBefore so a slightly slow clock elsewhere does not reject the certs.
-_BACKDATE = dt.timedelta(days=1)
+_TSA_DAYS = 1825
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,38 @@ class DevPKI:
     """PKCS#12 bundle: seal key, seal certificate, intermediate and root."""
     passphrase: str = field(repr=False)
     """Passphrase of the PKCS#12 bundle and of the encrypted CA keys."""
+    services: ServiceUrls | None = None
+    """Loopback URLs of the CRLs and the TSA (``None`` only for a DevPKI built
+    by hand; :func:`ensure_dev_pki` always sets it)."""
+
+    @property
+    def tsa_cert_path(self) -> Path:
+        """Timestamp authority certificate (PEM), issued by the root."""
+        return self.directory / TSA_CERT
+
+    @property
+    def tsa_key_path(self) -> Path:
+        """Timestamp authority RSA key, encrypted PEM (mode 0600)."""
+        return self.directory / TSA_KEY
+
+    @property
+    def root_crl_path(self) -> Path:
+        return self.directory / CRL_DIR / ROOT_CRL
+
+    @property
+    def intermediate_crl_path(self) -> Path:
+        return self.directory / CRL_DIR / INTERMEDIATE_CRL
+
+    @property
+    def tsa_url(self) -> str:
+        """URL of the RFC 3161 timestamp authority (served by signing.pki_services)."""
+        return self.service_urls().tsa
+
+    def service_urls(self) -> ServiceUrls:
+        """:attr:`services`, or :class:`SigningError` for a DevPKI built without them."""
+        if self.services is None:
+            raise SigningError(f"the PKI in {self.directory} has no service URLs")
+        return self.services
 
     def root_cert(self) -> x509.Certificate:
         """The root CA certificate."""
@@ -82,6 +117,10 @@ class DevPKI:
     def intermediate_cert(self) -> x509.Certificate:
         """The seal-issuing intermediate CA certificate."""
         return x509.load_pem_x509_certificate(self.intermediate_cert_path.read_bytes())
+
+    def tsa_cert(self) -> x509.Certificate:
+        """The timestamp authority certificate."""
+        return x509.load_pem_x509_certificate(self.tsa_cert_path.read_bytes())
 
 
 def ensure_dev_pki(
@@ -92,21 +131,28 @@ def ensure_dev_pki(
     seal_organization_uscc: str = DEV_DEPARTMENT_USCC,
     seal_subject_cn: str = "电子证照测试专用章",
     passphrase: str | None = None,
+    service_url: str | None = None,
 ) -> DevPKI:
     """Create the development PKI in ``directory`` if absent; reuse it if present.
 
     ``organization`` is the O of both CA certificates; the seal certificate's
     subject is ``O=seal_organization, CN=seal_subject_cn`` with the
-    department's USCC as organizationIdentifier. Raises :class:`KeyAccessError`
+    department's USCC as organizationIdentifier. Besides the CAs and the seal,
+    the PKI holds a timestamp-authority certificate (issued by the root), one
+    CRL per CA and the base URL they are served at (``services.json``):
+    ``service_url`` when given on creation, else ``http://127.0.0.1:<a free
+    port>``; it is kept for the life of the directory because certificates
+    carry it in their CRL distribution points. Raises :class:`KeyAccessError`
     when existing files cannot be opened with the passphrase in force.
     """
     directory = Path(directory)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _locked(directory):
         secret = _resolve_passphrase(directory, passphrase)
-        root_cert, root_key, fresh = _ensure_root(directory, organization, secret)
+        urls = _ensure_service_urls(directory, service_url)
+        root_cert, root_key, new_root = _ensure_root(directory, organization, secret)
         inter_cert, inter_key, fresh = _ensure_intermediate(
-            directory, organization, secret, root_cert, root_key, force=fresh
+            directory, organization, secret, root_cert, root_key, urls, force=new_root
         )
         p12_path = directory / SEAL_P12
         if fresh or not p12_path.exists():
@@ -119,9 +165,12 @@ def ensure_dev_pki(
                 organization=seal_organization,
                 uscc=seal_organization_uscc,
                 seal_name=seal_subject_cn,
+                crl_url=urls.intermediate_crl,
             )
         else:
             _check_p12_opens(p12_path, secret)
+        _ensure_tsa(directory, organization, secret, root_cert, root_key, urls, force=new_root)
+        _refresh_crls(directory, (root_cert, root_key), (inter_cert, inter_key))
     return DevPKI(
         directory=directory,
         root_cert_path=directory / ROOT_CERT,
@@ -129,6 +178,7 @@ def ensure_dev_pki(
         intermediate_key_path=directory / INTERMEDIATE_KEY,
         seal_p12_path=p12_path,
         passphrase=secret,
+        services=urls,
     )
 
 
@@ -159,11 +209,33 @@ def issue_seal_certificate(
             organization=department_name,
             uscc=department_uscc,
             seal_name=seal_name,
+            crl_url=pki.services.intermediate_crl if pki.services else None,
         )
     return target
 
 
-# --- internals -------------------------------------------------------------
+def _ensure_service_urls(directory: Path, given: str | None) -> ServiceUrls:
+    stored = pki_build.read_service_urls(directory)
+    if stored is not None:
+        return stored
+    base = (given or f"http://{pki_build.LOOPBACK}:{pki_build.free_loopback_port()}").rstrip("/")
+    urls = ServiceUrls(base)
+    _write_atomic(directory / SERVICES_FILE, pki_build.services_json(urls), 0o644)
+    return urls
+
+
+_CAPair = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
+
+
+def _refresh_crls(directory: Path, root: _CAPair, inter: _CAPair) -> None:
+    now = dt.datetime.now(dt.UTC)
+    (directory / CRL_DIR).mkdir(mode=0o755, exist_ok=True)
+    for name, (cert, key) in ((ROOT_CRL, root), (INTERMEDIATE_CRL, inter)):
+        path = directory / CRL_DIR / name
+        previous = pki_build.load_crl(path)
+        if pki_build.crl_needs_refresh(previous, cert, now):
+            crl = pki_build.build_crl(cert, key, previous, now=now)
+            _write_atomic(path, pki_build.crl_der(crl), 0o644)
 
 
 @contextlib.contextmanager
@@ -243,62 +315,11 @@ def _check_p12_opens(path: Path, secret: str) -> None:
         raise KeyAccessError(f"{path} holds no private key and certificate")
 
 
-def _name(*pairs: tuple[x509.ObjectIdentifier, str]) -> x509.Name:
-    return x509.Name([x509.NameAttribute(oid, value) for oid, value in pairs])
-
-
-def _window(days: int) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - _BACKDATE
-    return start, start + dt.timedelta(days=days)
-
-
-def _ca_cert(
-    subject: x509.Name,
-    key: ec.EllipticCurvePrivateKey,
-    *,
-    issuer: x509.Name,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    path_length: int,
-    days: int,
-) -> x509.Certificate:
-    not_before, not_after = _window(days)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False,
-        )
-        .sign(issuer_key, hashes.SHA256())
-    )
-
-
 def _store_ca(
     directory: Path,
     names: tuple[str, str],
     cert: x509.Certificate,
-    key: ec.EllipticCurvePrivateKey,
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
     secret: str,
 ) -> None:
     cert_name, key_name = names
@@ -318,12 +339,14 @@ def _ensure_root(
         key = _load_key(key_path, secret)
         return x509.load_pem_x509_certificate(cert_path.read_bytes()), key, False
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = _name(
+    subject = pki_build.name(
         (NameOID.COUNTRY_NAME, "CN"),
         (NameOID.ORGANIZATION_NAME, organization),
         (NameOID.COMMON_NAME, "ehub Dev Root CA"),
     )
-    cert = _ca_cert(subject, key, issuer=subject, issuer_key=key, path_length=1, days=_ROOT_DAYS)
+    cert = pki_build.ca_cert(
+        subject, key, issuer=subject, issuer_key=key, path_length=1, days=_ROOT_DAYS
+    )
     _store_ca(directory, (ROOT_CERT, ROOT_KEY), cert, key, secret)
     return cert, key, True
 
@@ -334,6 +357,7 @@ def _ensure_intermediate(
     secret: str,
     root_cert: x509.Certificate,
     root_key: ec.EllipticCurvePrivateKey,
+    urls: ServiceUrls,
     *,
     force: bool,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, bool]:
@@ -342,21 +366,59 @@ def _ensure_intermediate(
         key = _load_key(key_path, secret)
         return x509.load_pem_x509_certificate(cert_path.read_bytes()), key, False
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = _name(
+    subject = pki_build.name(
         (NameOID.COUNTRY_NAME, "CN"),
         (NameOID.ORGANIZATION_NAME, organization),
         (NameOID.COMMON_NAME, "ehub Dev Seal Issuing CA"),
     )
-    cert = _ca_cert(
+    cert = pki_build.ca_cert(
         subject,
         key,
         issuer=root_cert.subject,
         issuer_key=root_key,
         path_length=0,
         days=_INTERMEDIATE_DAYS,
+        crl_url=urls.root_crl,
     )
     _store_ca(directory, (INTERMEDIATE_CERT, INTERMEDIATE_KEY), cert, key, secret)
     return cert, key, True
+
+
+def _ensure_tsa(
+    directory: Path,
+    organization: str,
+    secret: str,
+    root_cert: x509.Certificate,
+    root_key: ec.EllipticCurvePrivateKey,
+    urls: ServiceUrls,
+    *,
+    force: bool,
+) -> None:
+    cert_path, key_path = directory / TSA_CERT, directory / TSA_KEY
+    if not force and cert_path.exists() and key_path.exists():
+        try:
+            serialization.load_pem_private_key(key_path.read_bytes(), secret.encode("utf-8"))
+        except (ValueError, TypeError) as exc:
+            raise KeyAccessError(f"cannot open TSA key {key_path} with the passphrase") from exc
+        return
+    # RSA: pyHanko's token builder (used by signing.pki_services) signs with RSA only.
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = pki_build.name(
+        (NameOID.COUNTRY_NAME, "CN"),
+        (NameOID.ORGANIZATION_NAME, organization),
+        (NameOID.COMMON_NAME, "ehub Dev Timestamp Authority"),
+    )
+    cert = pki_build.end_entity_cert(
+        subject,
+        key.public_key(),
+        issuer_cert=root_cert,
+        issuer_key=root_key,
+        days=_TSA_DAYS,
+        crl_url=urls.root_crl,
+        # RFC 3161 section 2.3: timeStamping is the only EKU, and critical.
+        eku=ExtendedKeyUsageOID.TIME_STAMPING,
+    )
+    _store_ca(directory, (TSA_CERT, TSA_KEY), cert, key, secret)
 
 
 def _issue_p12(
@@ -369,47 +431,25 @@ def _issue_p12(
     organization: str,
     uscc: str,
     seal_name: str,
+    crl_url: str | None,
 ) -> None:
     if not seal_name or not organization:
         raise SigningError("a seal certificate needs a department name and a seal name")
     key = ec.generate_private_key(ec.SECP256R1())
-    not_before, not_after = _window(_SEAL_DAYS)
-    subject = _name(
+    subject = pki_build.name(
         (NameOID.COUNTRY_NAME, "CN"),
         (NameOID.ORGANIZATION_NAME, organization),
         # ETSI EN 319 412-1 semantics identifier: national trade register, China.
         (NameOID.ORGANIZATION_IDENTIFIER, f"NTRCN-{uscc}"),
         (NameOID.COMMON_NAME, seal_name),
     )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(min(not_after, issuer_cert.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=True,  # nonRepudiation
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False,
-        )
-        .sign(issuer_key, hashes.SHA256())
+    cert = pki_build.end_entity_cert(
+        subject,
+        key.public_key(),
+        issuer_cert=issuer_cert,
+        issuer_key=issuer_key,
+        days=_SEAL_DAYS,
+        crl_url=crl_url,
     )
     bundle = pkcs12.serialize_key_and_certificates(
         name=seal_name.encode("utf-8"),

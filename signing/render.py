@@ -13,26 +13,72 @@ into a :class:`LicenseView` (code-list names, date formats) is the caller's job.
 from __future__ import annotations
 
 import io
+import logging
+import os
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
+from reportlab.graphics import renderPDF
+from reportlab.graphics.barcode.qr import QrCodeWidget
+from reportlab.graphics.shapes import Drawing
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_LEFT
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas
 from reportlab.platypus import Paragraph, Table, TableStyle
 
 from signing.errors import UnsealableDocument
 
-# STSong-Light is one of Adobe's standard CJK CID fonts: PDF viewers supply the
-# glyphs, so nothing is embedded and no system font package is needed. Viewers
-# without the Adobe-GB1 collection may substitute; embedding a TrueType CJK font
-# (subset) is tracked with the seals work.
-FONT = "STSong-Light"
-pdfmetrics.registerFont(UnicodeCIDFont(FONT))
+log = logging.getLogger(__name__)
+
+FONT_ENV = "EHUB_CJK_FONT"
+"""Path of a TrueType CJK font to embed (overrides the search of :data:`FONT_CANDIDATES`)."""
+FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/arphic-gbsn00lp/gbsn00lp.ttf",  # Debian fonts-arphic-gbsn00lp (宋体)
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",  # Debian fonts-wqy-microhei
+)
+#: Characters the embedded font must have (fonts such as Droid Sans Fallback carry CJK only).
+_REQUIRED_GLYPHS = "0123456789ABCXYZabcxyz&<>()-.:/营业执照证照标识年月日（）：·"
+_CID_FONT = "STSong-Light"
+
+
+def _register_font() -> tuple[str, str | None]:
+    """The font of every string on the page: a TrueType CJK font, embedded as a
+    subset so the license reads the same everywhere, or else Adobe's standard
+    STSong-Light CID font (nothing embedded; the viewer supplies the glyphs)."""
+    given = os.environ.get(FONT_ENV)
+    for path in [given] if given else list(FONT_CANDIDATES):
+        if path and os.path.isfile(path):
+            try:
+                font = TTFont("EhubCJK", path, subfontIndex=0)
+                missing = [c for c in _REQUIRED_GLYPHS if ord(c) not in font.face.charToGlyph]
+                if missing:
+                    raise ValueError(f"no glyphs for {''.join(missing)!r}")
+            except Exception as exc:  # reportlab raises plain Exceptions for bad fonts
+                if given:
+                    raise UnsealableDocument(
+                        f"{FONT_ENV}={path}: not a usable CJK TrueType font: {exc}"
+                    ) from exc
+                continue
+            pdfmetrics.registerFont(font)
+            return "EhubCJK", path
+    if given:
+        raise UnsealableDocument(f"{FONT_ENV}={given}: no such font file")
+    log.warning(
+        "no CJK TrueType font found (%s); licenses use the non-embedded %s font",
+        ", ".join(FONT_CANDIDATES),
+        _CID_FONT,
+    )
+    pdfmetrics.registerFont(UnicodeCIDFont(_CID_FONT))
+    return _CID_FONT, None
+
+
+FONT, FONT_PATH = _register_font()
+"""Font name used on the page, and the embedded TrueType file (None: CID fallback)."""
 
 PAGE_WIDTH, PAGE_HEIGHT = A4
 MARGIN = 36.0
@@ -47,10 +93,22 @@ _LABEL_WIDTH = 118.0
 _VALUE_WIDTH = PAGE_WIDTH - 2 * MARGIN - 48.0 - _LABEL_WIDTH
 
 _LABEL_STYLE = ParagraphStyle(
-    "label", fontName=FONT, fontSize=11.5, leading=16, alignment=TA_LEFT, wordWrap="CJK"
+    "label",
+    fontName=FONT,
+    bulletFontName=FONT,
+    fontSize=11.5,
+    leading=16,
+    alignment=TA_LEFT,
+    wordWrap="CJK",
 )
 _VALUE_STYLE = ParagraphStyle(
-    "value", fontName=FONT, fontSize=11.5, leading=16, alignment=TA_LEFT, wordWrap="CJK"
+    "value",
+    fontName=FONT,
+    bulletFontName=FONT,
+    fontSize=11.5,
+    leading=16,
+    alignment=TA_LEFT,
+    wordWrap="CJK",
 )
 
 
@@ -78,6 +136,12 @@ class LicenseView:
     """Type-specific surface fields as (label, value), in display order."""
     seal_label: str = ""
     """Caption under the seal area, e.g. the seal's name."""
+    verify_url: str = ""
+    """Verification URL of this license, printed as a QR code (none when empty)."""
+    holder_label: str = "持证主体"
+    """Label of the holder row (the license type's own word: 名称, 姓名, 建设单位…)."""
+    holder_code_label: str = "持证主体代码"
+    """Label of the holder-code row (统一社会信用代码, 身份证件号码…)."""
 
 
 def render_license_pdf(fields: LicenseView) -> bytes:
@@ -87,7 +151,7 @@ def render_license_pdf(fields: LicenseView) -> bytes:
     above the seal area.
     """
     buffer = io.BytesIO()
-    pdf = canvas.Canvas(buffer, pagesize=A4, invariant=1, pageCompression=1)
+    pdf = canvas.Canvas(buffer, pagesize=A4, invariant=1, pageCompression=1, initialFontName=FONT)
     pdf.setTitle(f"{fields.title} {fields.number}")
     pdf.setSubject(fields.identifier)
     pdf.setAuthor(fields.issuer_name)
@@ -97,6 +161,8 @@ def render_license_pdf(fields: LicenseView) -> bytes:
     _draw_title(pdf, fields.title)
     _draw_table(pdf, fields)
     _draw_issuer(pdf, fields)
+    if fields.verify_url:
+        _draw_qr(pdf, fields.verify_url)
 
     pdf.showPage()
     pdf.save()
@@ -133,8 +199,8 @@ def _rows(fields: LicenseView) -> list[tuple[str, str]]:
     return [
         ("证照标识", fields.identifier),
         ("证照编号", fields.number),
-        ("持证主体", fields.holder_name),
-        ("持证主体代码", fields.holder_code),
+        (fields.holder_label, fields.holder_name),
+        (fields.holder_code_label, fields.holder_code),
         *fields.surface,
         ("有效期限", fields.validity),
     ]
@@ -149,6 +215,7 @@ def _draw_table(pdf: canvas.Canvas, fields: LicenseView) -> None:
     table.setStyle(
         TableStyle(
             [
+                ("FONTNAME", (0, 0), (-1, -1), FONT),  # else the cells set Helvetica
                 ("GRID", (0, 0), (-1, -1), 0.6, colors.HexColor("#8B1A1A")),
                 ("BACKGROUND", (0, 0), (0, -1), colors.HexColor("#F6EDE4")),
                 ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
@@ -195,3 +262,22 @@ def _fit_right(pdf: canvas.Canvas, right: float, y: float, text: str) -> None:
         size -= 0.5
     pdf.setFont(FONT, size)
     pdf.drawRightString(right, y, text)
+
+
+QR_BOX: tuple[float, float, float] = (MARGIN + 22, MARGIN + 34, 96.0)
+"""Lower-left corner and side (PDF points) of the verification QR code."""
+
+
+def _draw_qr(pdf: canvas.Canvas, url: str) -> None:
+    x, y, side = QR_BOX
+    widget = QrCodeWidget(url, barLevel="M")
+    left, bottom, right, top = widget.getBounds()
+    drawing = Drawing(
+        side, side, transform=[side / (right - left), 0, 0, side / (top - bottom), 0, 0]
+    )
+    drawing.add(widget)
+    renderPDF.draw(drawing, pdf, x, y)
+    pdf.setFont(FONT, 8)
+    pdf.setFillColor(colors.HexColor("#555555"))
+    pdf.drawCentredString(x + side / 2, y - 10, "扫码核验")
+    pdf.setFillColor(colors.black)

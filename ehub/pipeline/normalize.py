@@ -109,7 +109,7 @@ def run(
                 entry.versions[version] = rec.lineage.content_hash
                 if entry.latest is None or version > entry.latest[0]:
                     entry.latest = (version, rec.lineage.content_hash, spec.id, key, _status(rec))
-                rows.append(_row(rec, spec.id, raw_id))
+                rows.append(version_row(rec, spec.id, raw_id))
                 events.append(Event("normalized", nk, version, {"raw_id": raw_id}))
             if spec.record_kind == "license":
                 insert_ignore(s, LicenseRow.__table__, rows, ["identifier", "version"])
@@ -292,7 +292,8 @@ def _write_quarantine(s: Any, rejects: list[dict[str, Any]]) -> None:
     insert_ignore(s, QuarantineRow.__table__, rejects, ["raw_id", "reason_code", "field"])
 
 
-def _row(rec: License | CaseRecord, source_id: str, raw_id: int) -> dict[str, Any]:
+def version_row(rec: License | CaseRecord, source_id: str, raw_id: int | None) -> dict[str, Any]:
+    """The store row of one record version (``raw_id`` None: made at the hub, not ingested)."""
     if isinstance(rec, CaseRecord):
         return {
             "case_number": rec.case_number,

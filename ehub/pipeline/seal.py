@@ -1,10 +1,22 @@
 """Seal stage: normalized license versions → sealed PDF (PAdES) + outbox rows.
 
-Per batch: render each license, seal it with the department's seal, write the
-file atomically (temp + rename), then in one transaction record the signature,
+Per batch: select each license's seal in the seal registry (:mod:`ehub.seals`:
+the issuing department's own seal for the license type, else a cross-level
+seal over its division), render the license, seal it, write the file
+atomically (temp + rename), then in one transaction record the signature,
 mark the license sealed, and write its delivery outbox rows and return-feed
 outbox rows. A crash between the file and the commit only means the file is
 written again on the re-run; the store never says "sealed" without a file.
+
+A license with no usable seal (none registered, suspended, revoked, expired,
+not yet valid, key unavailable) is HELD: ``state='held'``, ``state_reason``
+``"<reason code>: <message>"`` and a ``held`` audit event (written again only
+when the reason changes). Every run looks at held licenses again and seals
+those whose seal has become usable.
+
+Development: :func:`ensure_dev_seal` registers one cross-level seal per demo
+department over Shandong (division 370000), each for its department's license
+types, so every demo license has a seal unless one is suspended or revoked.
 """
 
 from __future__ import annotations
@@ -12,22 +24,29 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from ehub.audit import Event, append
 from ehub.config import Settings
 from ehub.pipeline import StageResult
 from ehub.pipeline.faults import crash_point
+from ehub.seals import NoUsableSeal, Seal, SealRegistry, SealRegistryError, create_seal
 from ehub.store.db import Store, insert_ignore, utcnow
 from ehub.store.models import DeliveryRow, FeedMessageRow, LicenseRow, SealRow, SignatureRow
+from ehub.templates import Level, license_view, template_for
+from signing import softhsm
+from signing.errors import SealUnavailable, SigningError
 from signing.pades import PadesSealer
+from signing.pkcs11_sealer import is_pkcs11_uri, sealer_for
 from signing.pki import DEV_DEPARTMENT_USCC, DevPKI, ensure_dev_pki
-from signing.render import LicenseView, render_license_pdf
+from signing.render import render_license_pdf
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +54,51 @@ DESTINATIONS = ("provincial",)
 DEV_SEAL_CODE = "370000-SCJG-DZZZ-0001"
 DEV_SEAL_DEPARTMENT = "山东省市场监督管理局"
 DEV_SEAL_NAME = "山东省市场监督管理局电子证照专用章"
+
+
+@dataclass(frozen=True)
+class DevSeal:
+    """A development seal registered by :func:`ensure_dev_seal`."""
+
+    code: str
+    department: str
+    uscc: str
+    name: str
+    license_types: tuple[str, ...]
+
+
+#: One cross-level dev seal per demo department (USCCs are structurally valid
+#: test codes; type codes are those of schemas/codelists/license_types.json).
+DEV_SEALS = (
+    DevSeal(
+        DEV_SEAL_CODE,
+        DEV_SEAL_DEPARTMENT,
+        DEV_DEPARTMENT_USCC,
+        DEV_SEAL_NAME,
+        ("11100000000013338W001", "11100000000013338W002", "11100000000013338W003"),
+    ),
+    DevSeal(
+        "370000-ZJT-DZZZ-0001",
+        "山东省住房和城乡建设厅",
+        "11370000MB12345705",
+        "山东省住房和城乡建设厅电子证照专用章",
+        ("11100000000013338W004",),
+    ),
+    DevSeal(
+        "370000-WJW-DZZZ-0001",
+        "山东省卫生健康委员会",
+        "11370000MB12345892",
+        "山东省卫生健康委员会电子证照专用章",
+        ("11100000000013338W005",),
+    ),
+    DevSeal(
+        "370000-JTT-DZZZ-0001",
+        "山东省交通运输厅",
+        "11370000MB1234597W",
+        "山东省交通运输厅电子证照专用章",
+        ("11100000000013338W006",),
+    ),
+)
 
 
 def idempotency_key(destination: str, identifier: str, version: int) -> str:
@@ -51,71 +115,45 @@ def document_path(settings: Settings, identifier: str, version: int) -> Path:
 
 
 def ensure_dev_seal(settings: Settings, store: Store) -> tuple[int, DevPKI]:
-    """The development seal: PKI generated at first run, registered once in the store."""
+    """The development seals: PKI generated at first run, each seal registered once
+    (a suspended or revoked dev seal stays so). Returns the market-regulation seal's id."""
     pki = ensure_dev_pki(settings.home / "pki")
     with store.session() as s:
-        seal_id = s.scalar(select(SealRow.id).where(SealRow.code == DEV_SEAL_CODE))
-        if seal_id is not None:
-            return seal_id, pki
-    _key, cert, _chain = pkcs12.load_key_and_certificates(
-        pki.seal_p12_path.read_bytes(), pki.passphrase.encode()
-    )
-    assert cert is not None
-    with store.session() as s:
-        insert_ignore(
-            s,
-            SealRow.__table__,
-            [
-                {
-                    "code": DEV_SEAL_CODE,
-                    "department": DEV_SEAL_DEPARTMENT,
-                    "department_uscc": DEV_DEPARTMENT_USCC,
-                    "name": DEV_SEAL_NAME,
-                    "seal_type": "证照专用章",
-                    "cert_pem": cert.public_bytes(Encoding.PEM).decode(),
-                    "key_ref": str(pki.seal_p12_path),
-                    "status": "active",
-                    "valid_from": cert.not_valid_before_utc,
-                    "valid_until": cert.not_valid_after_utc,
-                    "created_at": utcnow(),
-                }
-            ],
-            ["code"],
+        known = set(
+            s.scalars(select(SealRow.code).where(SealRow.code.in_([d.code for d in DEV_SEALS])))
         )
+    for dev in DEV_SEALS:
+        if dev.code in known:
+            continue
+        try:
+            create_seal(
+                store,
+                settings,
+                department=dev.department,
+                department_uscc=dev.uscc,
+                division="370000",
+                name=dev.name,
+                seal_type="电子证照专用章",
+                license_types=dev.license_types,
+                code=dev.code,
+                cross_level=True,
+            )
+        except (SealRegistryError, IntegrityError):
+            with store.session() as s:  # another process registered it at the same time
+                if s.scalar(select(SealRow.id).where(SealRow.code == dev.code)) is None:
+                    raise
+    with store.session() as s:
         seal_id = s.scalar(select(SealRow.id).where(SealRow.code == DEV_SEAL_CODE))
     assert seal_id is not None
     return seal_id, pki
 
 
-def license_view(doc: dict[str, Any]) -> LicenseView:
-    until = doc.get("ZZYXQJZRQ") or "长期"
-    labels = {
-        "KZ_FDDBR": "法定代表人",
-        "KZ_QYLX": "类型",
-        "KZ_ZCZB": "注册资本",
-        "KZ_ZS": "住所",
-        "KZ_JYFW": "经营范围",
-    }
-    kz = doc.get("KZ") or {}
-    return LicenseView(
-        title=doc["ZZMC"],
-        identifier=doc["ZZBS"],
-        number=doc["ZZBH"],
-        holder_name=doc["CZZT"],
-        holder_code=doc["CZZTDM"],
-        issuer_name=doc["ZZBFJG"],
-        issue_date=doc["ZZBFRQ"],
-        validity=f"{doc['ZZYXQQSRQ']} 至 {until}",
-        surface=tuple((labels.get(k, k), v) for k, v in sorted(kz.items())),
-        seal_label=DEV_SEAL_NAME,
-    )
-
-
 def run(settings: Settings, store: Store) -> StageResult:
-    seal_id, pki = ensure_dev_seal(settings, store)
-    sealer = PadesSealer(pki.seal_p12_path, pki.passphrase)
+    _dev_seal_id, pki = ensure_dev_seal(settings, store)
     (settings.out_dir / "licenses").mkdir(parents=True, exist_ok=True)
-    batches = sealed = 0
+    sealers = _Sealers(settings, pki)
+    batches = sealed = held = 0
+    after = 0
     while True:
         with store.session() as s:
             todo = list(
@@ -125,31 +163,51 @@ def run(settings: Settings, store: Store) -> StageResult:
                         LicenseRow.identifier,
                         LicenseRow.version,
                         LicenseRow.county,
+                        LicenseRow.issuer_code,
+                        LicenseRow.type_code,
+                        LicenseRow.state,
+                        LicenseRow.state_reason,
                         LicenseRow.document,
                     )
-                    .where(LicenseRow.state == "normalized")
+                    .where(LicenseRow.state.in_(("normalized", "held")), LicenseRow.id > after)
                     .order_by(LicenseRow.id)
                     .limit(settings.batch_size)
                 )
             )
         if not todo:
             break
+        after = todo[-1][0]
         batches += 1
-        sigs, deliveries, feeds, events = [], [], [], []
-        for lid, ident, ver, county, doc in todo:
-            pdf = render_license_pdf(license_view(doc))
+        registry = SealRegistry.load(store)  # per batch: a suspension applies from the next one
+        sigs, deliveries, feeds, events, done = [], [], [], [], []
+        holds: list[tuple[int, str]] = []
+        for lid, ident, ver, county, issuer, type_code, state, reason, doc in todo:
             signed_at = datetime.now(UTC)
-            sealed_pdf = sealer.seal(
-                pdf, reason="电子证照签章 / e-license seal", location="山东", signing_time=signed_at
-            )
+            level = template_for(type_code).pades_level
+            try:
+                seal = registry.select(issuer, type_code, signed_at)
+                sealer = sealers.get(seal, level)
+                pdf = render_license_pdf(
+                    license_view(doc, seal_label=seal.name, verify_url=settings.verify_url)
+                )
+                sealed_pdf = _seal_with_retries(sealer, pdf, signed_at)
+            except NoUsableSeal as exc:
+                why = f"{exc.reason}: {exc}"
+                if state != "held" or reason != why:
+                    holds.append((lid, why))
+                    events.append(
+                        Event("held", ident, ver, {"reason": exc.reason, "message": str(exc)})
+                    )
+                continue
             path = document_path(settings, ident, ver)
             _write_atomic(path, sealed_pdf)
+            done.append(lid)
             sigs.append(
                 {
                     "license_id": lid,
-                    "seal_id": seal_id,
+                    "seal_id": seal.id,
                     "format": "pades",
-                    "level": "B-B",
+                    "level": level,
                     "path": str(path),
                     "sha256": hashlib.sha256(sealed_pdf).hexdigest(),
                     "signed_at": signed_at,
@@ -178,25 +236,81 @@ def run(settings: Settings, store: Store) -> StageResult:
                 }
             )
             events.append(
-                Event(
-                    "sealed", ident, ver, {"format": "pades", "level": "B-B", "seal": DEV_SEAL_CODE}
-                )
+                Event("sealed", ident, ver, {"format": "pades", "level": level, "seal": seal.code})
             )
         crash_point(settings.fault, "seal", batches, "before")
         with store.session() as s:
             insert_ignore(s, SignatureRow.__table__, sigs, ["license_id", "format"])
             insert_ignore(s, DeliveryRow.__table__, deliveries, ["license_id", "destination"])
             insert_ignore(s, FeedMessageRow.__table__, feeds, ["license_id", "topic"])
-            s.execute(
-                update(LicenseRow)
-                .where(LicenseRow.id.in_([t[0] for t in todo]))
-                .values(state="sealed")
-            )
+            if done:
+                s.execute(
+                    update(LicenseRow)
+                    .where(LicenseRow.id.in_(done))
+                    .values(state="sealed", state_reason=None)
+                )
+            for lid, why in holds:
+                s.execute(
+                    update(LicenseRow)
+                    .where(LicenseRow.id == lid)
+                    .values(state="held", state_reason=why)
+                )
             append(s, events)
-        sealed += len(todo)
+        sealed += len(done)
+        held += len(todo) - len(done)
         crash_point(settings.fault, "seal", batches)
-    log.info("seal: %d batches, %d licenses sealed", batches, sealed)
-    return StageResult("seal", batches, {"sealed": sealed})
+    log.info("seal: %d batches, %d licenses sealed, %d held", batches, sealed, held)
+    return StageResult("seal", batches, {"sealed": sealed, "held": held})
+
+
+#: Attempts at one signature when the TSA or a revocation endpoint fails, and the
+#: pause before each retry (seconds). After the last the license is held.
+SEAL_ATTEMPTS = 3
+SEAL_RETRY_PAUSE = (0.5, 2.0)
+
+
+def _seal_with_retries(sealer: PadesSealer, pdf: bytes, signed_at: datetime) -> bytes:
+    """Seal, retrying a transient failure (TSA / CRL endpoint); NoUsableSeal after the last."""
+    for attempt in range(SEAL_ATTEMPTS):
+        try:
+            return sealer.seal(
+                pdf, reason="电子证照签章 / e-license seal", location="山东", signing_time=signed_at
+            )
+        except SealUnavailable as exc:
+            if attempt + 1 == SEAL_ATTEMPTS:
+                raise NoUsableSeal(
+                    "service_unavailable", f"{exc} (after {SEAL_ATTEMPTS} attempts)"
+                ) from exc
+            time.sleep(SEAL_RETRY_PAUSE[min(attempt, len(SEAL_RETRY_PAUSE) - 1)])
+    raise AssertionError("unreachable")
+
+
+class _Sealers:
+    """One opened sealer per (seal key, PAdES level): PKCS#12 bundles of the dev PKI
+    or imported, or keys in a PKCS#11 token (one persistent session per process)."""
+
+    def __init__(self, settings: Settings, pki: DevPKI) -> None:
+        self._settings = settings
+        self._pki = pki
+        self._open: dict[tuple[str, Level], PadesSealer] = {}
+
+    def get(self, seal: Seal, level: Level) -> PadesSealer:
+        key = (seal.key_ref, level)
+        if key not in self._open:
+            if is_pkcs11_uri(seal.key_ref):
+                softhsm.activate(self._settings.home / "hsm")  # the dev token, when there is one
+            options: dict[str, Any] = {"level": level}
+            if level != "B-B":
+                options |= {"tsa_url": self._pki.tsa_url, "trust_roots": [self._pki.root_cert_path]}
+            try:
+                self._open[key] = sealer_for(
+                    seal.key_ref, passphrase=self._pki.passphrase, **options
+                )
+            except (SigningError, OSError) as exc:
+                raise NoUsableSeal(
+                    "key_unavailable", f"seal {seal.code}: cannot open its key: {exc}"
+                ) from exc
+        return self._open[key]
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

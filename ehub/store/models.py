@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -155,18 +157,36 @@ class QuarantineRow(Base):
 
 
 class SealRow(Base):
-    """A registered electronic seal of a department."""
+    """A registered electronic seal of a department (the seal registry, 印章库).
+
+    ``license_types`` lists the license type codes (ZZLXDM) the seal is used
+    for; an empty list means any type. A ``cross_level`` seal also seals the
+    licenses of bureaus inside its ``division`` that have no seal of their own
+    (跨层级用章). ``registration_no`` / ``registered_at`` record the national
+    platform's acceptance of the seal's registration (备案).
+    """
 
     __tablename__ = "seals"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
     department: Mapped[str] = mapped_column(String(200))
-    department_uscc: Mapped[str] = mapped_column(String(18))
+    department_uscc: Mapped[str] = mapped_column(String(18), index=True)
+    division: Mapped[str] = mapped_column(String(12), server_default="")
     name: Mapped[str] = mapped_column(String(200))
     seal_type: Mapped[str] = mapped_column(String(40))
+    license_types: Mapped[list[str]] = mapped_column(JSON, server_default="[]")
+    cross_level: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    image_path: Mapped[str | None] = mapped_column(Text)
+    image_sha256: Mapped[str | None] = mapped_column(String(64))
     cert_pem: Mapped[str] = mapped_column(Text)
+    chain_pem: Mapped[str | None] = mapped_column(Text)  # issuing CA certificates, leaf excluded
     key_ref: Mapped[str] = mapped_column(String(400))  # where the key lives (p12 path, pkcs11 uri)
     status: Mapped[str] = mapped_column(String(20))  # active|suspended|revoked
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    suspended_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    registration_no: Mapped[str | None] = mapped_column(String(64))
+    registered_at: Mapped[datetime | None]
     valid_from: Mapped[datetime]
     valid_until: Mapped[datetime]
     created_at: Mapped[datetime]

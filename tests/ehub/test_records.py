@@ -473,7 +473,7 @@ def test_fast_license_content_hash_equals_the_generic_form(
     assert records.license_content_hash(lic) == records._license_content_hash_generic(lic)
 
 
-_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
 
 
 @settings(max_examples=400, deadline=None)

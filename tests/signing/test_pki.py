@@ -63,6 +63,11 @@ def test_first_run_creates_files_and_second_run_reuses_them(tmp_path: Path) -> N
         "intermediate.key.pem",
         "seal.p12",
         PASSPHRASE_FILE,
+        "tsa.pem",
+        "tsa.key.pem",
+        "services.json",
+        "crl/root.crl",
+        "crl/intermediate.crl",
     }
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -74,12 +79,15 @@ def test_secrets_are_0600_and_no_clear_private_key(tmp_path: Path) -> None:
     assert _mode(passphrase_file) == 0o600
     assert passphrase_file.read_text().strip() == pki.passphrase
     assert len(pki.passphrase) >= 32
-    for secret in ("seal.p12", "root.key.pem", "intermediate.key.pem"):
+    for secret in ("seal.p12", "root.key.pem", "intermediate.key.pem", "tsa.key.pem"):
         assert _mode(tmp_path / secret) == 0o600, secret
-    for path in tmp_path.iterdir():
+    for path in tmp_path.rglob("*"):
+        if not path.is_file():
+            continue
         data = path.read_bytes()
         assert b"-----BEGIN PRIVATE KEY" not in data, path.name
         assert b"-----BEGIN EC PRIVATE KEY" not in data, path.name
+        assert b"-----BEGIN RSA PRIVATE KEY" not in data, path.name
     assert b"BEGIN ENCRYPTED PRIVATE KEY" in (tmp_path / "root.key.pem").read_bytes()
 
 

@@ -80,3 +80,43 @@ def test_too_many_rows_is_refused() -> None:
     rows = tuple((f"字段{i}", "值" * 30) for i in range(40))
     with pytest.raises(UnsealableDocument, match="rows"):
         render_license_pdf(sample_view(surface=rows))
+
+
+def test_chinese_font_is_embedded(tmp_path: Path) -> None:
+    # pdffonts lists every font of the page; the license's must be embedded
+    # (a subset), so it reads the same on a machine without CJK fonts.
+    from signing.render import FONT_PATH
+
+    assert FONT_PATH is not None, "scripts/system-deps.sh installs fonts-arphic-gbsn00lp"
+    out = subprocess.run(
+        ["pdffonts", str(write(tmp_path, "x.pdf", render_license_pdf(sample_view())))],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rows = [line.split() for line in out.splitlines()[2:] if line.strip()]
+    assert rows, out
+    assert all(r[-5] == "yes" for r in rows), out  # columns: … emb sub uni object ID
+    assert len(rows) == 1 and "+" in rows[0][0], out  # one subset font: no Helvetica left over
+
+
+def test_qr_code_decodes_to_the_verification_url(tmp_path: Path) -> None:
+    url = "https://ehub.example.gov.cn/verify/1.2.156.3005.2.11100000000013338W001.X.001.K"
+    pdf = write(tmp_path, "x.pdf", render_license_pdf(sample_view(verify_url=url)))
+    subprocess.run(["pdftoppm", "-r", "150", "-png", "-singlefile", str(pdf), str(tmp_path / "p")],
+                   check=True)  # fmt: skip
+    out = subprocess.run(
+        ["zbarimg", "--quiet", "--raw", str(tmp_path / "p.png")],
+        capture_output=True,
+        text=True,
+    )
+    assert out.stdout.strip().splitlines() == [url], out.stderr
+
+
+def test_no_qr_code_without_a_url(tmp_path: Path) -> None:
+    pdf = write(tmp_path, "x.pdf", render_license_pdf(sample_view()))
+    subprocess.run(["pdftoppm", "-r", "150", "-png", "-singlefile", str(pdf), str(tmp_path / "p")],
+                   check=True)  # fmt: skip
+    out = subprocess.run(["zbarimg", "--quiet", "--raw", str(tmp_path / "p.png")],
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 4 and out.stdout == ""  # zbarimg: 4 = no symbol found

@@ -1,0 +1,134 @@
+"""The seal stage at the level a license type's template chooses (B-T with the dev TSA
+served on loopback), holding licenses while the TSA is down; and sealing with a key
+that lives in a SoftHSM2 token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from ehub import seals
+from ehub.config import Settings
+from ehub.pipeline import seal
+from ehub.store.db import Store
+from ehub.store.models import LicenseRow, SignatureRow
+from ehub.templates import LicenseTemplate, template_for
+from signing.pki_services import serve_pki
+from signing.softhsm import ensure_softhsm_token
+from signing.verify import verify_pdf
+from simulators.market_regulation import generate
+from tests.ehub.pipeline_support import ingest_market
+
+COUNT = 4
+
+
+@dataclass
+class Env:
+    settings: Settings
+    store: Store
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    mr = f"sqlite:///{tmp_path / 'mr.db'}"
+    generate(mr, count=COUNT, defect_rate=0.0, seed=8)
+    settings = Settings.from_env(
+        home=tmp_path / "home",
+        out_dir=tmp_path / "out",
+        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
+        market_regulation_url=mr,
+    )
+    store = Store(settings.database_url)
+    store.migrate()
+    ingest_market(settings, store, mr, monkeypatch)
+    yield Env(settings, store)
+    store.dispose()
+
+
+def _at_bt(monkeypatch: pytest.MonkeyPatch) -> None:
+    def bt(type_code: str, type_name: str = "") -> LicenseTemplate:
+        tpl = template_for(type_code, type_name)
+        return LicenseTemplate(
+            tpl.type_code, tpl.title, tpl.holder_label, tpl.holder_code_label, tpl.fields, "B-T"
+        )
+
+    monkeypatch.setattr(seal, "template_for", bt)
+
+
+def _states(store: Store) -> list[tuple[str, str | None]]:
+    with store.session() as s:
+        return list(s.execute(select(LicenseRow.state, LicenseRow.state_reason)).tuples())
+
+
+def test_template_level_b_t_timestamps_every_seal(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _at_bt(monkeypatch)
+    _id, pki = seal.ensure_dev_seal(env.settings, env.store)
+    with serve_pki(pki) as server:
+        result = seal.run(env.settings, env.store)
+        assert result.counts == {"sealed": COUNT, "held": 0}
+        assert server.tsa_requests >= COUNT
+    with env.store.session() as s:
+        rows = list(s.execute(select(SignatureRow.level, SignatureRow.path)).tuples())
+    assert [lvl for lvl, _ in rows] == ["B-T"] * COUNT
+    report = verify_pdf(Path(rows[0][1]).read_bytes(), [pki.root_cert_path])
+    assert report.valid, report.reasons
+    assert report.signatures[0].timestamp.present and report.signatures[0].timestamp.valid
+
+
+def test_tsa_down_holds_the_licenses_then_they_are_sealed(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _at_bt(monkeypatch)
+    monkeypatch.setattr(seal, "SEAL_RETRY_PAUSE", (0.0,))
+    _id, pki = seal.ensure_dev_seal(env.settings, env.store)
+    result = seal.run(env.settings, env.store)  # nothing serves the TSA URL
+    assert result.counts == {"sealed": 0, "held": COUNT}
+    states = _states(env.store)
+    assert all(st == "held" for st, _ in states)
+    assert all(why and why.startswith("service_unavailable:") and pki.tsa_url in why
+               for _, why in states), states  # fmt: skip
+    with env.store.session() as s:
+        assert s.scalar(select(SignatureRow.id)) is None, "nothing is recorded as sealed"
+    with serve_pki(pki):
+        assert seal.run(env.settings, env.store).counts == {"sealed": COUNT, "held": 0}
+    assert all(st == "sealed" and why is None for st, why in _states(env.store))
+
+
+def test_a_seal_whose_key_is_in_softhsm2_seals_its_department_licenses(env: Env) -> None:
+    _id, pki = seal.ensure_dev_seal(env.settings, env.store)
+    with env.store.session() as s:
+        issuer = s.scalar(select(LicenseRow.issuer_code).order_by(LicenseRow.id).limit(1))
+    assert issuer is not None
+    token = ensure_softhsm_token(env.settings.home / "hsm", pki, uscc=issuer,
+                                 organization="某市市场监督管理局")  # fmt: skip
+    hsm_seal = seals.create_seal(
+        env.store,
+        env.settings,
+        department="某市市场监督管理局",
+        department_uscc=issuer,
+        name="某市市场监督管理局电子证照专用章（HSM）",
+        license_types=["11100000000013338W001"],
+        cert_pem=token.certificate_path.read_text(),
+        chain_pem=token.chain_path.read_text(),
+        key_ref=token.key_ref().uri(),
+    )
+    assert seal.run(env.settings, env.store).counts["held"] == 0
+    with env.store.session() as s:
+        rows = list(
+            s.execute(
+                select(SignatureRow.seal_id, SignatureRow.path)
+                .join(LicenseRow, LicenseRow.id == SignatureRow.license_id)
+                .where(LicenseRow.issuer_code == issuer)
+            ).tuples()
+        )
+    assert rows and all(seal_id == hsm_seal.id for seal_id, _ in rows)
+    report = verify_pdf(Path(rows[0][1]).read_bytes(), [pki.root_cert_path])
+    assert report.valid, report.reasons
+    serial = format(token.certificate().serial_number, "X")
+    assert report.signatures[0].cert_serial == serial
