@@ -25,6 +25,7 @@ from ehub import devstack
 from ehub.bench_memory import source_run_peak
 from ehub.config import Settings
 from ehub.tasks import run_stage
+from signing.pki import DevPKI
 
 FIGURES = (
     "extract_sql_per_s",
@@ -178,11 +179,8 @@ def run_bench(
     return result
 
 
-def _pyhanko_loop(settings: Settings, n: int) -> float:
-    """A plain pyHanko ``sign_pdf`` loop on the same key and template (the baseline)."""
-    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-    from pyhanko.sign import fields, signers
-
+def _bench_document(settings: Settings) -> tuple[DevPKI, bytes]:
+    """The dev PKI and one rendered license of the store (what the seal loops sign)."""
     from ehub.pipeline.seal import ensure_dev_seal
     from ehub.store.db import Store
     from ehub.store.models import LicenseRow
@@ -197,7 +195,15 @@ def _pyhanko_loop(settings: Settings, n: int) -> float:
     finally:
         store.dispose()
     assert doc is not None
-    pdf = render_license_pdf(license_view(doc[0], verify_url=settings.verify_url))
+    return pki, render_license_pdf(license_view(doc[0], verify_url=settings.verify_url))
+
+
+def _pyhanko_loop(settings: Settings, n: int) -> float:
+    """A plain pyHanko ``sign_pdf`` loop on the same key and template (the baseline)."""
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import fields, signers
+
+    pki, pdf = _bench_document(settings)
     signer = signers.SimpleSigner.load_pkcs12_data(
         pki.seal_p12_path.read_bytes(), other_certs=(), passphrase=pki.passphrase.encode()
     )
@@ -212,23 +218,10 @@ def _pyhanko_loop(settings: Settings, n: int) -> float:
 
 def _bt_loop(settings: Settings, n: int) -> float:
     """ehub's sealer at B-T (RFC 3161 timestamp from the dev TSA over loopback HTTP)."""
-    from ehub.pipeline.seal import ensure_dev_seal
-    from ehub.store.db import Store
-    from ehub.store.models import LicenseRow
-    from ehub.templates import license_view
     from signing.pades import PadesSealer
     from signing.pki_services import serve_pki
-    from signing.render import render_license_pdf
 
-    store = Store(settings.database_url)
-    try:
-        _seal_id, pki = ensure_dev_seal(settings, store)
-        with store.session() as s:
-            doc = s.query(LicenseRow.document).first()
-    finally:
-        store.dispose()
-    assert doc is not None
-    pdf = render_license_pdf(license_view(doc[0], verify_url=settings.verify_url))
+    pki, pdf = _bench_document(settings)
     with serve_pki(pki):
         sealer = PadesSealer(
             pki.seal_p12_path, pki.passphrase, level="B-T", tsa_url=pki.tsa_url,

@@ -99,6 +99,9 @@ class Sealer(Protocol):
         reason: str,
         location: str,
         signing_time: datetime | None = None,
+        certify: bool = False,
+        box: tuple[int, int, int, int] | None = None,
+        reserve: Sequence[tuple[str, tuple[int, int, int, int]]] = (),
     ) -> bytes:
         """Return ``pdf`` with a new signature in field ``field_name``."""
         ...
@@ -161,22 +164,7 @@ class PadesSealer:
         trust_roots: Sequence[TrustRoot] = (),
         timeout: float = 10.0,
     ) -> None:
-        self.level: PadesLevel = PadesLevel(level)
-        """The baseline level of every seal this sealer applies."""
-        self._tsa_url = tsa_url
-        self._timeout = timeout
-        if self.level is not PadesLevel.B_B and not tsa_url:
-            raise SigningError(f"PAdES {self.level} needs a timestamp authority URL (tsa_url)")
-        # One client per sealer: pyHanko caches its dummy token (used to size
-        # and validate the TSA chain) per instance.
-        self._timestamper = (
-            RequestsHTTPTimeStamper(tsa_url, timeout=timeout)
-            if tsa_url and self.level is not PadesLevel.B_B
-            else None
-        )
-        self._trust_roots = _load_roots(trust_roots) if trust_roots else []
-        if self.level is PadesLevel.B_LT and not self._trust_roots:
-            raise SigningError("PAdES B-LT needs the trust roots the seal chain ends in")
+        self._init_level(level, tsa_url, trust_roots, timeout)
         secret = passphrase.encode("utf-8") if isinstance(passphrase, str) else passphrase
         try:
             data = Path(p12_path).read_bytes()
@@ -221,6 +209,31 @@ class PadesSealer:
                     )
         log.info("loaded seal key store %s (cert %s)", Path(p12_path).name, self._cert_id)
 
+    def _init_level(
+        self,
+        level: PadesLevel | str,
+        tsa_url: str | None,
+        trust_roots: Sequence[TrustRoot],
+        timeout: float,
+    ) -> None:
+        """Level, TSA client and trust roots (shared with the PKCS#11 sealer)."""
+        self.level: PadesLevel = PadesLevel(level)
+        """The baseline level of every seal this sealer applies."""
+        self._tsa_url = tsa_url
+        self._timeout = timeout
+        if self.level is not PadesLevel.B_B and not tsa_url:
+            raise SigningError(f"PAdES {self.level} needs a timestamp authority URL (tsa_url)")
+        # One client per sealer: pyHanko caches its dummy token (used to size
+        # and validate the TSA chain) per instance.
+        self._timestamper = (
+            RequestsHTTPTimeStamper(tsa_url, timeout=timeout)
+            if tsa_url and self.level is not PadesLevel.B_B
+            else None
+        )
+        self._trust_roots = _load_roots(trust_roots) if trust_roots else []
+        if self.level is PadesLevel.B_LT and not self._trust_roots:
+            raise SigningError("PAdES B-LT needs the trust roots the seal chain ends in")
+
     def seal(
         self,
         pdf: bytes,
@@ -229,9 +242,19 @@ class PadesSealer:
         reason: str,
         location: str,
         signing_time: datetime | None = None,
+        certify: bool = False,
+        box: tuple[int, int, int, int] | None = None,
+        reserve: Sequence[tuple[str, tuple[int, int, int, int]]] = (),
     ) -> bytes:
         """Return ``pdf`` with an added PAdES signature at :attr:`level`
         (incremental update; B-LT appends one more revision holding the DSS).
+
+        ``certify`` makes it a certification signature (DocMDP) that allows
+        form filling and further signatures: the first of joint seals
+        (:mod:`signing.joint`). ``box`` places the visible seal (default
+        :data:`signing.render.SEAL_BOX`). ``reserve`` adds empty signature
+        fields (name, box) in the same revision, for the seals that follow a
+        certifying one: DocMDP lets later signers fill existing fields only.
 
         ``signing_time`` (timezone-aware) is written as the claimed signing
         time; ``None`` means the current time (the B-T timestamp always
@@ -252,10 +275,14 @@ class PadesSealer:
             embed_validation_info=long_term,
             validation_context=self._validation_context() if long_term else None,
             use_pades_lta=False,
+            certify=certify,
+            docmdp_permissions=fields.MDPPerm.FILL_FORMS,
         )
         field_spec = None
         if self._visible:
-            field_spec = fields.SigFieldSpec(sig_field_name=field_name, on_page=0, box=SEAL_BOX)
+            field_spec = fields.SigFieldSpec(
+                sig_field_name=field_name, on_page=0, box=box or SEAL_BOX
+            )
         signer = _PinnedTimePdfSigner(
             meta,
             signer=self._signer,
@@ -266,6 +293,10 @@ class PadesSealer:
         )
         try:
             writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+            for name, area in reserve:
+                fields.append_signature_field(
+                    writer, fields.SigFieldSpec(sig_field_name=name, on_page=0, box=area)
+                )
             out = signer.sign_pdf(
                 writer,
                 bytes_reserved=self._bytes_reserved,

@@ -45,9 +45,8 @@ import pkcs11
 from asn1crypto import x509 as asn1_x509
 from pkcs11 import exceptions as p11_errors
 from pyhanko.sign.pkcs11 import PKCS11Signer
-from pyhanko.sign.timestamps.requests_client import RequestsHTTPTimeStamper
 
-from signing.errors import KeyAccessError, SealUnavailable, SigningError
+from signing.errors import KeyAccessError, SealUnavailable
 
 # PadesSealer's seal() is reused; these private names are the coupling
 # (kept in step with signing/pades.py).
@@ -57,7 +56,6 @@ from signing.pades import (
     PadesLevel,
     PadesSealer,
     TrustRoot,
-    _load_roots,
 )
 from signing.pkcs11_token import (
     PIN_ENV,
@@ -130,24 +128,11 @@ class Pkcs11Sealer(PadesSealer):
         ca_chain: Sequence[asn1_x509.Certificate] = (),
     ) -> None:
         # PadesSealer.__init__ is deliberately not called: it decrypts a
-        # PKCS#12 bundle. The attributes its seal() reads (level, _tsa_url,
-        # _timeout, _timestamper, _trust_roots, _visible; _signer,
-        # _bytes_reserved, _cert_id in _open_locked) are set here, mirroring
-        # PadesSealer.__init__: keep the two in step.
+        # PKCS#12 bundle. Its _init_level sets the level, TSA and trust roots;
+        # the other attributes seal() reads (_visible; _signer, _bytes_reserved,
+        # _cert_id in _open_locked) are set here: keep them in step.
         self.key_ref = key_ref if isinstance(key_ref, Pkcs11KeyRef) else Pkcs11KeyRef.parse(key_ref)
-        self.level = PadesLevel(level)
-        self._tsa_url = tsa_url
-        self._timeout = timeout
-        if self.level is not PadesLevel.B_B and not tsa_url:
-            raise SigningError(f"PAdES {self.level} needs a timestamp authority URL (tsa_url)")
-        self._timestamper = (
-            RequestsHTTPTimeStamper(tsa_url, timeout=timeout)
-            if tsa_url and self.level is not PadesLevel.B_B
-            else None
-        )
-        self._trust_roots = _load_roots(trust_roots) if trust_roots else []
-        if self.level is PadesLevel.B_LT and not self._trust_roots:
-            raise SigningError("PAdES B-LT needs the trust roots the seal chain ends in")
+        self._init_level(level, tsa_url, trust_roots, timeout)
         self._pin = resolve_pin(self.key_ref, pin)
         self._visible = visible
         self._ca_chain = tuple(ca_chain)
@@ -220,6 +205,9 @@ class Pkcs11Sealer(PadesSealer):
         reason: str,
         location: str,
         signing_time: datetime | None = None,
+        certify: bool = False,
+        box: tuple[int, int, int, int] | None = None,
+        reserve: Sequence[tuple[str, tuple[int, int, int, int]]] = (),
     ) -> bytes:
         """Return ``pdf`` with an added PAdES signature (incremental update).
 
@@ -233,6 +221,9 @@ class Pkcs11Sealer(PadesSealer):
             "reason": reason,
             "location": location,
             "signing_time": signing_time,
+            "certify": certify,
+            "box": box,
+            "reserve": reserve,
         }
         with self._lock:
             self._open_locked()

@@ -28,13 +28,10 @@ in-process (C_SetPIN, C_InitPIN) by the stored ones.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +57,6 @@ SO_PIN_FILE = "so.pin"
 USER_PIN_FILE = "user.pin"
 CERT_FILE = "seal-cert.pem"
 CHAIN_FILE = "seal-chain.pem"
-_LOCK_FILE = ".lock"
 
 DEFAULT_TOKEN_LABEL = "ehub-dev-seal"
 DEFAULT_KEY_LABEL = "ehub-seal"
@@ -215,27 +211,9 @@ def issue_certificate_for_key(
 # --- internals -------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    fd = os.open(directory / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
-def _write_private(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+# The dev PKI's lock (a ``.lock`` file in the directory) and atomic private write.
+_locked = dev_pki._locked
+_write_private = dev_pki._write_atomic
 
 
 def _write_if_changed(path: Path, data: bytes, mode: int) -> None:

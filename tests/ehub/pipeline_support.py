@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,3 +28,39 @@ def ingest_market(
     )
     extract.run(settings, store, spec)
     normalize.run(settings, store, spec)
+
+
+@dataclass
+class MarketEnv:
+    """A hub store holding the normalized licenses of a generated market database."""
+
+    settings: Settings
+    store: Store
+    source_url: str
+
+
+def market_env(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    count: int,
+    seed: int,
+    defect_rate: float = 0.0,
+    **settings: Any,
+) -> MarketEnv:
+    """Generate ``count`` source rows, migrate a hub store under ``tmp_path``, ingest them."""
+    from simulators.market_regulation import generate
+
+    mr = f"sqlite:///{tmp_path / 'mr.db'}"
+    generate(mr, count=count, defect_rate=defect_rate, seed=seed)
+    hub = Settings.from_env(
+        home=tmp_path / "home",
+        out_dir=tmp_path / "out",
+        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
+        market_regulation_url=mr,
+        **settings,
+    )
+    store = Store(hub.database_url)
+    store.migrate()
+    ingest_market(hub, store, mr, monkeypatch)
+    return MarketEnv(hub, store, mr)

@@ -5,14 +5,12 @@ that lives in a SoftHSM2 token."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from ehub import seals
-from ehub.config import Settings
 from ehub.pipeline import seal
 from ehub.store.db import Store
 from ehub.store.models import LicenseRow, SignatureRow
@@ -20,33 +18,19 @@ from ehub.templates import LicenseTemplate, template_for
 from signing.pki_services import serve_pki
 from signing.softhsm import ensure_softhsm_token
 from signing.verify import verify_pdf
-from simulators.market_regulation import generate
-from tests.ehub.pipeline_support import ingest_market
+from tests.ehub.pipeline_support import MarketEnv, market_env
 
 COUNT = 4
 
 
-@dataclass
-class Env:
-    settings: Settings
-    store: Store
+Env = MarketEnv
 
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    mr = f"sqlite:///{tmp_path / 'mr.db'}"
-    generate(mr, count=COUNT, defect_rate=0.0, seed=8)
-    settings = Settings.from_env(
-        home=tmp_path / "home",
-        out_dir=tmp_path / "out",
-        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
-        market_regulation_url=mr,
-    )
-    store = Store(settings.database_url)
-    store.migrate()
-    ingest_market(settings, store, mr, monkeypatch)
-    yield Env(settings, store)
-    store.dispose()
+    e = market_env(tmp_path, monkeypatch, count=COUNT, seed=8)
+    yield e
+    e.store.dispose()
 
 
 def _at_bt(monkeypatch: pytest.MonkeyPatch) -> None:

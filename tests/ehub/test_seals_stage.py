@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,39 +12,23 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from sqlalchemy import func, inspect, select, text
 
 from ehub import seals
-from ehub.config import Settings
 from ehub.pipeline import seal
 from ehub.store.db import Store, utcnow
 from ehub.store.models import AuditEvent, DeliveryRow, LicenseRow, SealRow, SignatureRow
 from signing.pki import DEV_DEPARTMENT_USCC
-from simulators.market_regulation import generate
-from tests.ehub.pipeline_support import ingest_market
+from tests.ehub.pipeline_support import MarketEnv, market_env
 
 COUNT = 8
 
 
-@dataclass
-class Env:
-    settings: Settings
-    store: Store
+Env = MarketEnv
 
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    mr = f"sqlite:///{tmp_path / 'mr.db'}"
-    generate(mr, count=COUNT, defect_rate=0.0, seed=5)
-    settings = Settings.from_env(
-        home=tmp_path / "home",
-        out_dir=tmp_path / "out",
-        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
-        market_regulation_url=mr,
-        batch_size=3,
-    )
-    store = Store(settings.database_url)
-    store.migrate()
-    ingest_market(settings, store, mr, monkeypatch)
-    yield Env(settings, store)
-    store.dispose()
+    e = market_env(tmp_path, monkeypatch, count=COUNT, seed=5, batch_size=3)
+    yield e
+    e.store.dispose()
 
 
 def _licenses(store: Store) -> list[tuple[str, str | None]]:

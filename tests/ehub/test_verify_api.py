@@ -7,45 +7,29 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select, text
 
-from ehub.config import Settings
 from ehub.pipeline import seal
 from ehub.store.db import Store
 from ehub.store.models import LicenseRow, SignatureRow
 from ehub.verify_api import create_app
-from simulators.market_regulation import generate
-from tests.ehub.pipeline_support import ingest_market
+from tests.ehub.pipeline_support import MarketEnv, ingest_market, market_env
 
-
-@dataclass
-class Env:
-    settings: Settings
-    store: Store
-    source_url: str
+Env = MarketEnv
 
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    mr = f"sqlite:///{tmp_path / 'mr.db'}"
-    generate(mr, count=4, defect_rate=0.0, seed=11)
-    settings = Settings.from_env(
-        home=tmp_path / "home",
-        out_dir=tmp_path / "out",
-        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
-        market_regulation_url=mr,
-        verify_url="https://verify.ehub.test/verify",
+    e = market_env(
+        tmp_path, monkeypatch, count=4, seed=11, verify_url="https://verify.ehub.test/verify"
     )
-    store = Store(settings.database_url)
-    store.migrate()
-    ingest_market(settings, store, mr, monkeypatch)
-    seal.run(settings, store)
-    yield Env(settings, store, mr)
+    seal.run(e.settings, e.store)
+    yield e
+    e.store.dispose()
 
 
 def _first_sealed(store: Store) -> tuple[str, Path]:

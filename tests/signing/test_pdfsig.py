@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from signing.pki import DevPKI
+from tests.conftest import need_binary
 from tests.signing.conftest import write
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("pdfsig") is None, reason="pdfsig (poppler-utils) not installed"
-)
+
+@pytest.fixture(autouse=True)
+def _tools() -> None:
+    need_binary("pdfsig", "poppler-utils")
+    need_binary("certutil", "libnss3-tools")
 
 
 def _nss_db(directory: Path, root: Path | None) -> str:
@@ -43,12 +45,6 @@ def _pdfsig(pdf: Path, nssdir: str) -> str:
     return run.stdout + run.stderr
 
 
-needs_certutil = pytest.mark.skipif(
-    shutil.which("certutil") is None, reason="certutil (libnss3-tools) not installed"
-)
-
-
-@needs_certutil
 def test_pdfsig_reports_valid_signature(sealed_pdf: bytes, tmp_path: Path) -> None:
     report = _pdfsig(write(tmp_path, "sealed.pdf", sealed_pdf), _nss_db(tmp_path / "nss", None))
     assert "Signature is Valid" in report
@@ -57,7 +53,6 @@ def test_pdfsig_reports_valid_signature(sealed_pdf: bytes, tmp_path: Path) -> No
     assert "Certificate is Trusted" not in report  # empty trust store
 
 
-@needs_certutil
 def test_pdfsig_trusts_dev_root_via_nss(pki: DevPKI, sealed_pdf: bytes, tmp_path: Path) -> None:
     db = _nss_db(tmp_path / "nss", pki.root_cert_path)
     report = _pdfsig(write(tmp_path, "sealed.pdf", sealed_pdf), db)
@@ -65,7 +60,6 @@ def test_pdfsig_trusts_dev_root_via_nss(pki: DevPKI, sealed_pdf: bytes, tmp_path
     assert "Certificate is Trusted" in report
 
 
-@needs_certutil
 def test_pdfsig_rejects_tampered(pki: DevPKI, tampered_pdf: bytes, tmp_path: Path) -> None:
     db = _nss_db(tmp_path / "nss", pki.root_cert_path)
     report = _pdfsig(write(tmp_path, "tampered.pdf", tampered_pdf), db)

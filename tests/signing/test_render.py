@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,11 +11,15 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 
 from signing.errors import UnsealableDocument
 from signing.render import PAGE_HEIGHT, SEAL_BOX, render_license_pdf
+from tests.conftest import need_binary
 from tests.signing.conftest import sample_view, write
 
-needs_pdftotext = pytest.mark.skipif(
-    shutil.which("pdftotext") is None, reason="pdftotext (poppler-utils) not installed"
-)
+
+@pytest.fixture(autouse=True)
+def _tools() -> None:
+    need_binary("pdftotext", "poppler-utils")
+    need_binary("pdffonts", "poppler-utils")
+    need_binary("zbarimg", "zbar-tools")
 
 
 def test_same_input_gives_identical_bytes() -> None:
@@ -48,7 +51,6 @@ def _text(pdf: Path, *crop: str) -> str:
     return out.stdout
 
 
-@needs_pdftotext
 def test_chinese_text_is_extractable(license_pdf: bytes, tmp_path: Path) -> None:
     text = _text(write(tmp_path, "license.pdf", license_pdf))
     for expected in ("济南市历下区泉城路示例科技有限公司", "法定代表人", "张三", "发证机关"):
@@ -56,7 +58,6 @@ def test_chinese_text_is_extractable(license_pdf: bytes, tmp_path: Path) -> None
     assert "营业执照" in text.replace(" ", "")
 
 
-@needs_pdftotext
 def test_seal_box_is_left_blank(license_pdf: bytes, tmp_path: Path) -> None:
     x1, y1, x2, y2 = SEAL_BOX
     # pdftotext crops in pixels at 72 dpi from the top-left corner.
@@ -70,7 +71,6 @@ def test_seal_box_is_left_blank(license_pdf: bytes, tmp_path: Path) -> None:
     assert "发证机关" in _text(path, *left)
 
 
-@needs_pdftotext
 def test_markup_characters_are_shown_literally(tmp_path: Path) -> None:
     pdf = render_license_pdf(sample_view(holder_name="A&B <示例> 公司"))
     assert "A&B <示例> 公司" in _text(write(tmp_path, "x.pdf", pdf))

@@ -30,6 +30,7 @@ from simulators.market_regulation import (
     plan,
     truncate,
 )
+from tests.conftest import require_or_skip
 from tests.simulators.memory import peak_rss_mib
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -117,7 +118,7 @@ def pg_url() -> Iterator[str]:
             connect_timeout=3,
         )
     except Exception as exc:  # any connection failure means: no server here
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 unreachable: {type(exc).__name__}")
+        require_or_skip(f"PostgreSQL at 127.0.0.1:5432 unreachable: {type(exc).__name__}")
     name = f"ehub_sim_{secrets.token_hex(4)}"
     admin.execute(f'CREATE DATABASE "{name}"')
     try:
