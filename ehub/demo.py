@@ -63,6 +63,7 @@ def run_demo(
         finally:
             store.dispose()
         platform = httpx.get(f"{settings.provincial_url}/admin/stats", timeout=10).json()
+        endpoint = _ask_verification_endpoint(settings)
     finally:
         devstack.down(home)
     verified = verify_documents(out_dir / "licenses", home / "pki" / "root.pem")
@@ -76,6 +77,7 @@ def run_demo(
         "quarantine_matches_injected_defects": not mismatches,
         "rejects_reports": [str(p) for p in reports],
         "documents_verified": verified,
+        "verification_endpoint": endpoint,
         "platform": {"provincial": platform},
         "seeded": state.get("seeded", {}),
         "duration_s": round(time.monotonic() - started, 2),
@@ -87,7 +89,34 @@ def run_demo(
         raise HubError(f"quarantine differs from the injected defects: {mismatches}")
     if verified["invalid"] or not verified["valid"]:
         raise HubError(f"{verified['invalid']} sealed PDFs failed verification; see {out_dir}")
+    if endpoint["verdict"] != "valid":
+        raise HubError(
+            f"the verification endpoint does not report a sealed license valid: {endpoint}"
+        )
     return summary
+
+
+def _ask_verification_endpoint(settings: Settings) -> dict[str, str]:
+    """What the QR code of the first sealed license leads to, asked over HTTP."""
+    from sqlalchemy import select
+
+    from ehub.store.models import LicenseRow
+
+    store = Store(settings.database_url)
+    try:
+        with store.session() as s:
+            ident = s.scalar(
+                select(LicenseRow.identifier).where(LicenseRow.state == "sealed").limit(1)
+            )
+    finally:
+        store.dispose()
+    url = f"{settings.verify_url}/{ident}"
+    report = httpx.get(url, timeout=30).json()
+    return {
+        "url": url,
+        "verdict": report.get("verdict", ""),
+        "verdict_zh": report.get("verdict_zh", ""),
+    }
 
 
 def _rejects_reports(store: Store, folder: Path) -> list[Path]:
@@ -143,6 +172,8 @@ def _print(console: Console, s: dict[str, Any], out_dir: Path) -> None:
     t.add_row("returned 属地返还 (messages)", str(s["returned"]))
     v = s["documents_verified"]
     t.add_row("sealed PDFs verified (pyHanko)", f"{v['valid']} valid, {v['invalid']} invalid")
+    e = s["verification_endpoint"]
+    t.add_row("QR code → verification endpoint 核验", f"{e['verdict']} {e['verdict_zh']}")
     t.add_row("duration (s)", f"{s['duration_s']:.1f}")
     console.print(t)
     console.print(f"summary: {out_dir / 'summary.json'}")

@@ -221,6 +221,27 @@ def _start_housing(
     return _report_of(httpx.get(f"http://127.0.0.1:{port}/admin/report", timeout=30).json())
 
 
+def _start_seal_services(home: Path, services: list[Service]) -> int:
+    """The dev PKI's CRL + RFC 3161 TSA endpoint (on the port its certificates name) and
+    the verification endpoint behind the licenses' QR codes; returns the latter's port."""
+    from signing.pki import ensure_dev_pki
+
+    logdir = home / "dev" / "logs"
+    env = {"EHUB_HOME": str(home)}
+    pki = ensure_dev_pki(home / "pki")
+    kport = pki.services.port if pki.services is not None else free_port()
+    pid = _spawn("pki", [sys.executable, "-m", "ehub", "pki", "serve", "--port", str(kport)],
+                 logdir, env)  # fmt: skip
+    services.append(Service("pki", pid, kport, str(logdir / "pki.log")))
+    _wait_tcp(kport, "PKI services (CRL + TSA)", pid)
+    vport = free_port()
+    pid = _spawn("verify", [sys.executable, "-m", "ehub", "verify-server", "--port", str(vport)],
+                 logdir, env)  # fmt: skip
+    services.append(Service("verify", pid, vport, str(logdir / "verify.log")))
+    _wait_http(f"http://127.0.0.1:{vport}/healthz", "verification endpoint", pid)
+    return vport
+
+
 def up(
     home: Path,
     *,
@@ -278,6 +299,8 @@ def up(
         services.append(Service("provincial", pid, pport, str(logdir / "provincial.log")))
         _wait_http(f"http://127.0.0.1:{pport}/healthz", "provincial platform simulator", pid)
 
+        vport = _start_seal_services(home, services)
+
         hport = free_port()
         sim = home / "sim"
         sim.mkdir(parents=True, exist_ok=True)
@@ -303,6 +326,7 @@ def up(
         "settings": {
             "broker": broker,
             "provincial_url": f"http://127.0.0.1:{services[1].port}",
+            "verify_url": f"http://127.0.0.1:{vport}/verify",
             "market_regulation_url": mr_url,
         },
         # Airflow-style connections of the simulated department systems, by id

@@ -72,7 +72,9 @@ def journey_counts(store: Store) -> dict[str, Any]:
             "pending": int(raw_states.get("pending", 0)),
             "quarantined_by_reason": {k: int(v) for k, v in sorted(by_reason.items())},
             "license_versions": count(select(func.count()).select_from(LicenseRow)),
-            "sealed": count(select(func.count()).select_from(SignatureRow)),
+            "sealed": count(
+                select(func.count()).select_from(SignatureRow).where(SignatureRow.format == "pades")
+            ),
             "delivered": {k: int(v) for k, v in sorted(delivered.items())},
             "delivery_rejected": count(
                 select(func.count()).select_from(DeliveryRow).where(DeliveryRow.state == "rejected")

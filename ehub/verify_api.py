@@ -145,6 +145,10 @@ def create_app(settings: Settings, trust_roots: Sequence[TrustRoot] | None = Non
     )
     app = FastAPI(title="ehub license verification", docs_url=None, redoc_url=None)
 
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
     @app.get("/verify/{identifier}")
     def verify(identifier: str, request: Request) -> Response:
         report = verify_license(store, identifier, roots)

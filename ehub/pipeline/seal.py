@@ -37,6 +37,7 @@ from ehub.audit import Event, append
 from ehub.config import Settings
 from ehub.pipeline import StageResult
 from ehub.pipeline.faults import crash_point
+from ehub.records import license_from_json, license_to_xml
 from ehub.seals import NoUsableSeal, Seal, SealRegistry, SealRegistryError, create_seal
 from ehub.store.db import Store, insert_ignore, utcnow
 from ehub.store.models import DeliveryRow, FeedMessageRow, LicenseRow, SealRow, SignatureRow
@@ -47,6 +48,7 @@ from signing.pades import PadesSealer
 from signing.pkcs11_sealer import is_pkcs11_uri, sealer_for
 from signing.pki import DEV_DEPARTMENT_USCC, DevPKI, ensure_dev_pki
 from signing.render import render_license_pdf
+from signing.xmlsig import load_seal_material, sign_license_xml
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +203,15 @@ def run(settings: Settings, store: Store) -> StageResult:
                 continue
             path = document_path(settings, ident, ver)
             _write_atomic(path, sealed_pdf)
+            xml = sealers.xml(seal, doc)
+            if xml is not None:  # the structured data, signed with the same seal (XMLDSig)
+                xml_path = path.with_suffix(".xml")
+                _write_atomic(xml_path, xml)
+                sigs.append({
+                    "license_id": lid, "seal_id": seal.id, "format": "xmldsig",
+                    "level": "enveloped", "path": str(xml_path),
+                    "sha256": hashlib.sha256(xml).hexdigest(), "signed_at": signed_at,
+                })  # fmt: skip
             done.append(lid)
             sigs.append(
                 {
@@ -293,6 +304,7 @@ class _Sealers:
         self._settings = settings
         self._pki = pki
         self._open: dict[tuple[str, Level], PadesSealer] = {}
+        self._xml_keys: dict[str, tuple[Any, Any, Any]] = {}
 
     def get(self, seal: Seal, level: Level) -> PadesSealer:
         key = (seal.key_ref, level)
@@ -311,6 +323,23 @@ class _Sealers:
                     "key_unavailable", f"seal {seal.code}: cannot open its key: {exc}"
                 ) from exc
         return self._open[key]
+
+    def xml(self, seal: Seal, doc: dict[str, Any]) -> bytes | None:
+        """The license's canonical XML with an enveloped XMLDSig by ``seal``; None for a
+        seal whose key is in a PKCS#11 token (signxml signs with key objects only)."""
+        if is_pkcs11_uri(seal.key_ref):
+            return None
+        if seal.key_ref not in self._xml_keys:
+            try:
+                self._xml_keys[seal.key_ref] = load_seal_material(
+                    Path(seal.key_ref), self._pki.passphrase
+                )
+            except SigningError as exc:
+                raise NoUsableSeal(
+                    "key_unavailable", f"seal {seal.code}: cannot open its key: {exc}"
+                ) from exc
+        key, cert, chain = self._xml_keys[seal.key_ref]
+        return sign_license_xml(license_to_xml(license_from_json(doc)), key, cert, chain)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

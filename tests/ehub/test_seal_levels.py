@@ -58,7 +58,11 @@ def test_template_level_b_t_timestamps_every_seal(
         assert result.counts == {"sealed": COUNT, "held": 0}
         assert server.tsa_requests >= COUNT
     with env.store.session() as s:
-        rows = list(s.execute(select(SignatureRow.level, SignatureRow.path)).tuples())
+        rows = list(
+            s.execute(
+                select(SignatureRow.level, SignatureRow.path).where(SignatureRow.format == "pades")
+            ).tuples()
+        )
     assert [lvl for lvl, _ in rows] == ["B-T"] * COUNT
     report = verify_pdf(Path(rows[0][1]).read_bytes(), [pki.root_cert_path])
     assert report.valid, report.reasons
@@ -108,7 +112,7 @@ def test_a_seal_whose_key_is_in_softhsm2_seals_its_department_licenses(env: Env)
             s.execute(
                 select(SignatureRow.seal_id, SignatureRow.path)
                 .join(LicenseRow, LicenseRow.id == SignatureRow.license_id)
-                .where(LicenseRow.issuer_code == issuer)
+                .where(LicenseRow.issuer_code == issuer, SignatureRow.format == "pades")
             ).tuples()
         )
     assert rows and all(seal_id == hsm_seal.id for seal_id, _ in rows)
@@ -116,3 +120,25 @@ def test_a_seal_whose_key_is_in_softhsm2_seals_its_department_licenses(env: Env)
     assert report.valid, report.reasons
     serial = format(token.certificate().serial_number, "X")
     assert report.signatures[0].cert_serial == serial
+
+
+def test_every_sealed_license_also_gets_its_xml_signed(env: Env, tmp_path: Path) -> None:
+    from signing.xmlsig import verify_license_xml
+    from tests.signing.verify_support import xmlsec_verify
+
+    _id, pki = seal.ensure_dev_seal(env.settings, env.store)
+    assert seal.run(env.settings, env.store).counts == {"sealed": COUNT, "held": 0}
+    with env.store.session() as s:
+        rows = list(
+            s.execute(
+                select(LicenseRow.identifier, SignatureRow.path)
+                .join(LicenseRow, LicenseRow.id == SignatureRow.license_id)
+                .where(SignatureRow.format == "xmldsig")
+            ).tuples()
+        )
+    assert len(rows) == COUNT
+    ident, path = rows[0]
+    result = verify_license_xml(Path(path).read_bytes(), [pki.root_cert_path])
+    assert result.valid and result.license_identifier == ident, result.reasons
+    checked = xmlsec_verify(Path(path), pki.root_cert_path, pki.intermediate_cert_path)
+    assert checked.returncode == 0, checked.stderr

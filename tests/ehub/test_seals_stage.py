@@ -89,7 +89,13 @@ def test_suspended_seal_holds_licenses_until_resumed(env: Env) -> None:
     assert _licenses(env.store) == [("sealed", None)] * COUNT
     dev_id = seals.get_seal(env.store, seal.DEV_SEAL_CODE).id
     with env.store.session() as s:
-        sigs = list(s.execute(select(SignatureRow.seal_id, SignatureRow.path)))
+        sigs = list(
+            s.execute(
+                select(SignatureRow.seal_id, SignatureRow.path).where(
+                    SignatureRow.format == "pades"
+                )
+            )
+        )
         details = list(s.scalars(select(AuditEvent.detail).where(AuditEvent.event == "sealed")))
     assert {sid for sid, _ in sigs} == {dev_id} and len(sigs) == COUNT
     assert {d["seal"] for d in details} == {seal.DEV_SEAL_CODE}

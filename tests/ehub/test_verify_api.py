@@ -37,6 +37,7 @@ def _first_sealed(store: Store) -> tuple[str, Path]:
         ident, path = s.execute(
             select(LicenseRow.identifier, SignatureRow.path)
             .join(SignatureRow, SignatureRow.license_id == LicenseRow.id)
+            .where(SignatureRow.format == "pades")
             .order_by(LicenseRow.id)
             .limit(1)
         ).one()
