@@ -232,8 +232,15 @@ def _start_seal_services(home: Path, services: list[Service]) -> int:
     kport = pki.services.port if pki.services is not None else free_port()
     pid = _spawn("pki", [sys.executable, "-m", "ehub", "pki", "serve", "--port", str(kport)],
                  logdir, env)  # fmt: skip
-    services.append(Service("pki", pid, kport, str(logdir / "pki.log")))
-    _wait_tcp(kport, "PKI services (CRL + TSA)", pid)
+    try:
+        crl = pki.services.root_crl if pki.services is not None else f"http://127.0.0.1:{kport}/"
+        _wait_http(crl, "PKI services (CRL + TSA)", pid)
+        services.append(Service("pki", pid, kport, str(logdir / "pki.log")))
+    except ServiceError as exc:
+        # The port is fixed by the certificates' CRL URLs; if something else holds
+        # it now, B-B sealing still works and B-T/B-LT licenses are held with the reason.
+        _stop(pid)
+        log.warning("%s (port %d taken?); licenses sealed at B-T/B-LT will be held", exc, kport)
     vport = free_port()
     pid = _spawn("verify", [sys.executable, "-m", "ehub", "verify-server", "--port", str(vport)],
                  logdir, env)  # fmt: skip

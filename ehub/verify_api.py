@@ -15,6 +15,7 @@ leaves unmasked). JSON by default; a browser (``Accept: text/html``) gets a page
 from __future__ import annotations
 
 import html
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
@@ -24,12 +25,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from ehub.config import Settings
+from ehub.errors import StoreError
 from ehub.masking import mask_license_document
 from ehub.store.db import Store
 from ehub.store.models import LicenseRow, SignatureRow
 from signing.verify import TrustRoot, verify_pdf
+
+log = logging.getLogger(__name__)
 
 STATUS_ZH = {
     "valid": "有效",
@@ -151,7 +156,15 @@ def create_app(settings: Settings, trust_roots: Sequence[TrustRoot] | None = Non
 
     @app.get("/verify/{identifier}")
     def verify(identifier: str, request: Request) -> Response:
-        report = verify_license(store, identifier, roots)
+        try:
+            report = verify_license(store, identifier, roots)
+        except (StoreError, SQLAlchemyError) as exc:
+            log.warning("verification of %s: the hub store is unavailable: %s", identifier, exc)
+            return JSONResponse(
+                {"identifier": identifier, "verdict": "unavailable",
+                 "verdict_zh": "核验服务暂不可用", "error": "the hub store is unavailable"},
+                status_code=503,
+            )  # fmt: skip
         wants_html = "text/html" in request.headers.get("accept", "")
         if report is None:
             body = {"identifier": identifier, "verdict": "unknown", "verdict_zh": "查无此证照"}
