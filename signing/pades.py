@@ -34,7 +34,9 @@ from typing import Protocol, TypeAlias, runtime_checkable
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
+from PIL import Image
 from pyhanko.keys import load_certs_from_pemder
+from pyhanko.pdf_utils.images import PdfImage
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.text import TextBoxStyle
@@ -67,6 +69,24 @@ _STAMP_STYLE = TextStampStyle(
     border_color=_SEAL_RED,
     background=None,
 )
+
+
+def _stamp_style(image: Path | str | None) -> TextStampStyle:
+    if image is None:
+        return _STAMP_STYLE
+    try:
+        picture = PdfImage(Image.open(image))
+    except OSError as exc:
+        raise KeyAccessError(f"seal image {image} cannot be read: {exc}") from exc
+    return TextStampStyle(
+        stamp_text="%(ts)s",
+        text_box_style=TextBoxStyle(text_color=_SEAL_RED, font_size=6),
+        timestamp_format="%Y-%m-%d %H:%M:%S %Z",
+        border_width=0,
+        background=picture,
+        background_opacity=1.0,
+    )
+
 
 # Signed attributes, algorithm identifiers and an RSA-4096 signature fit well
 # within this; the chain's certificates are added on top.
@@ -163,8 +183,9 @@ class PadesSealer:
         tsa_url: str | None = None,
         trust_roots: Sequence[TrustRoot] = (),
         timeout: float = 10.0,
+        stamp_image: Path | str | None = None,
     ) -> None:
-        self._init_level(level, tsa_url, trust_roots, timeout)
+        self._init_level(level, tsa_url, trust_roots, timeout, stamp_image)
         secret = passphrase.encode("utf-8") if isinstance(passphrase, str) else passphrase
         try:
             data = Path(p12_path).read_bytes()
@@ -215,8 +236,12 @@ class PadesSealer:
         tsa_url: str | None,
         trust_roots: Sequence[TrustRoot],
         timeout: float,
+        stamp_image: Path | str | None = None,
     ) -> None:
-        """Level, TSA client and trust roots (shared with the PKCS#11 sealer)."""
+        """Level, TSA client, trust roots and the visible stamp (shared with the
+        PKCS#11 sealer). ``stamp_image``: the seal's picture (PNG), drawn in the
+        seal box under the signing time; without it a framed text stamp."""
+        self._stamp_style = _stamp_style(stamp_image)
         self.level: PadesLevel = PadesLevel(level)
         """The baseline level of every seal this sealer applies."""
         self._tsa_url = tsa_url
@@ -286,7 +311,7 @@ class PadesSealer:
         signer = _PinnedTimePdfSigner(
             meta,
             signer=self._signer,
-            stamp_style=_STAMP_STYLE,
+            stamp_style=self._stamp_style,
             new_field_spec=field_spec,
             signing_time=signing_time,
             timestamper=self._timestamper,

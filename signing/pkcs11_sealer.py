@@ -126,13 +126,14 @@ class Pkcs11Sealer(PadesSealer):
         trust_roots: Sequence[TrustRoot] = (),
         timeout: float = 10.0,
         ca_chain: Sequence[asn1_x509.Certificate] = (),
+        stamp_image: Path | str | None = None,
     ) -> None:
         # PadesSealer.__init__ is deliberately not called: it decrypts a
         # PKCS#12 bundle. Its _init_level sets the level, TSA and trust roots;
         # the other attributes seal() reads (_visible; _signer, _bytes_reserved,
         # _cert_id in _open_locked) are set here: keep them in step.
         self.key_ref = key_ref if isinstance(key_ref, Pkcs11KeyRef) else Pkcs11KeyRef.parse(key_ref)
-        self._init_level(level, tsa_url, trust_roots, timeout)
+        self._init_level(level, tsa_url, trust_roots, timeout, stamp_image)
         self._pin = resolve_pin(self.key_ref, pin)
         self._visible = visible
         self._ca_chain = tuple(ca_chain)

@@ -311,7 +311,7 @@ class _Sealers:
         if key not in self._open:
             if is_pkcs11_uri(seal.key_ref):
                 softhsm.activate(self._settings.home / "hsm")  # the dev token, when there is one
-            options: dict[str, Any] = {"level": level}
+            options: dict[str, Any] = {"level": level, "stamp_image": seal.image_path}
             if level != "B-B":
                 options |= {"tsa_url": self._pki.tsa_url, "trust_roots": [self._pki.root_cert_path]}
             try:

@@ -121,3 +121,40 @@ def test_key_store_without_key_is_a_key_access_error(pki: DevPKI, tmp_path: Path
     )
     with pytest.raises(KeyAccessError, match="lacks the private key"):
         PadesSealer(write(tmp_path, "cert-only.p12", bundle), "pw")
+
+
+def _red_pixels_in_seal_box(pdf: bytes, tmp_path: Path) -> int:
+    import subprocess
+
+    from PIL import Image
+
+    from signing.render import PAGE_HEIGHT, SEAL_BOX
+
+    src = tmp_path / "s.pdf"
+    src.write_bytes(pdf)
+    subprocess.run(["pdftoppm", "-r", "72", "-png", "-singlefile", str(src), str(tmp_path / "p")],
+                   check=True)  # fmt: skip
+    x1, y1, x2, y2 = SEAL_BOX
+    with Image.open(tmp_path / "p.png") as page:
+        box = page.convert("RGB").crop((x1, int(PAGE_HEIGHT - y2), x2, int(PAGE_HEIGHT - y1)))
+        return sum(1 for r, g, b in box.getdata() if r > 150 and g < 100 and b < 100)
+
+
+def test_the_seal_picture_is_the_visible_stamp(
+    pki: DevPKI, license_pdf: bytes, tmp_path: Path
+) -> None:
+    from ehub.seal_image import render_seal_png
+
+    picture = tmp_path / "seal.png"
+    picture.write_bytes(render_seal_png("济南市市场监督管理局", "电子证照专用章"))
+    with_picture = PadesSealer(pki.seal_p12_path, pki.passphrase, stamp_image=picture).seal(
+        license_pdf, reason="r", location="l"
+    )
+    assert verify_pdf(with_picture, [pki.root_cert_path]).valid
+    framed = PadesSealer(pki.seal_p12_path, pki.passphrase).seal(
+        license_pdf, reason="r", location="l"
+    )
+    # A red round seal fills far more of the box than the framed text stamp.
+    assert _red_pixels_in_seal_box(with_picture, tmp_path) > 2 * _red_pixels_in_seal_box(
+        framed, tmp_path
+    )
