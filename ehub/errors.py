@@ -27,7 +27,14 @@ Tree::
     │   ├── DestinationUnavailable (Transient)
     │   └── DestinationRejected (Terminal)
     ├── BrokerUnavailable (Transient)     the Kafka-protocol broker cannot be reached
-    └── ServiceError                      an embedded dev service failed to start/stop
+    ├── ServiceError                      an embedded dev service failed to start/stop
+    ├── SealRegistryError (Terminal)      ehub.seals: carries a reason code
+    │   ├── SealNotFound, InvalidSealTransition
+    │   └── NoUsableSeal                  the license is held with the reason
+    └── LicenseChangeError (Terminal)     ehub.licenses: a status change refused
+
+The signing package has its own tree under ``signing.errors.SigningError``
+(KeyAccessError, SealUnavailable (Transient), UnsealableDocument, VerificationError).
 """
 
 from __future__ import annotations

@@ -92,6 +92,7 @@ SELECTION_REASONS = (
     "revoked",
     "key_unavailable",  # the seal stage cannot open the selected seal's key
     "service_unavailable",  # the TSA or a revocation endpoint failed (B-T / B-LT), after retries
+    "unsealable",  # the license cannot be rendered or signed (e.g. it does not fit the page)
 )
 
 

@@ -43,7 +43,7 @@ from ehub.store.db import Store, insert_ignore, utcnow
 from ehub.store.models import DeliveryRow, FeedMessageRow, LicenseRow, SealRow, SignatureRow
 from ehub.templates import Level, license_view, template_for
 from signing import softhsm
-from signing.errors import SealUnavailable, SigningError
+from signing.errors import KeyAccessError, SealUnavailable, SigningError, UnsealableDocument
 from signing.pades import PadesSealer
 from signing.pkcs11_sealer import is_pkcs11_uri, sealer_for
 from signing.pki import DEV_DEPARTMENT_USCC, DevPKI, ensure_dev_pki
@@ -193,17 +193,17 @@ def run(settings: Settings, store: Store) -> StageResult:
                     license_view(doc, seal_label=seal.name, verify_url=settings.verify_url)
                 )
                 sealed_pdf = _seal_with_retries(sealer, pdf, signed_at)
-            except NoUsableSeal as exc:
-                why = f"{exc.reason}: {exc}"
+                xml = sealers.xml(seal, doc)
+            except (NoUsableSeal, UnsealableDocument, KeyAccessError) as exc:
+                # Held, never sealed: the reason is kept and the next run tries again.
+                code = getattr(exc, "reason", None) or _HOLD_REASONS[type(exc)]
+                why = f"{code}: {exc}"
                 if state != "held" or reason != why:
                     holds.append((lid, why))
-                    events.append(
-                        Event("held", ident, ver, {"reason": exc.reason, "message": str(exc)})
-                    )
+                    events.append(Event("held", ident, ver, {"reason": code, "message": str(exc)}))
                 continue
             path = document_path(settings, ident, ver)
             _write_atomic(path, sealed_pdf)
-            xml = sealers.xml(seal, doc)
             if xml is not None:  # the structured data, signed with the same seal (XMLDSig)
                 xml_path = path.with_suffix(".xml")
                 _write_atomic(xml_path, xml)
@@ -273,6 +273,12 @@ def run(settings: Settings, store: Store) -> StageResult:
     log.info("seal: %d batches, %d licenses sealed, %d held", batches, sealed, held)
     return StageResult("seal", batches, {"sealed": sealed, "held": held})
 
+
+#: Hold reason codes of the signing errors that are not a seal selection's.
+_HOLD_REASONS: dict[type[Exception], str] = {
+    UnsealableDocument: "unsealable",  # e.g. the fields do not fit the template's page
+    KeyAccessError: "key_unavailable",  # e.g. the certificate was revoked (B-LT refuses)
+}
 
 #: Attempts at one signature when the TSA or a revocation endpoint fails, and the
 #: pause before each retry (seconds). After the last the license is held.

@@ -142,3 +142,26 @@ def test_every_sealed_license_also_gets_its_xml_signed(env: Env, tmp_path: Path)
     assert result.valid and result.license_identifier == ident, result.reasons
     checked = xmlsec_verify(Path(path), pki.root_cert_path, pki.intermediate_cert_path)
     assert checked.returncode == 0, checked.stderr
+
+
+def test_a_license_that_cannot_be_rendered_is_held_and_the_others_sealed(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from signing.errors import UnsealableDocument
+    from signing.render import render_license_pdf
+
+    with env.store.session() as s:
+        victim = s.scalar(select(LicenseRow.identifier).order_by(LicenseRow.id).limit(1))
+
+    def render(view: object) -> bytes:
+        if getattr(view, "identifier", None) == victim:
+            raise UnsealableDocument(f"license {victim}: 40 rows need 900 pt, only 400 pt fit")
+        return render_license_pdf(view)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(seal, "render_license_pdf", render)
+    assert seal.run(env.settings, env.store).counts == {"sealed": COUNT - 1, "held": 1}
+    with env.store.session() as s:
+        state, why = s.execute(
+            select(LicenseRow.state, LicenseRow.state_reason).where(LicenseRow.identifier == victim)
+        ).one()
+    assert state == "held" and why.startswith("unsealable: ") and "900 pt" in why
