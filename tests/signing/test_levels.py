@@ -27,7 +27,7 @@ from signing.pki import DevPKI, ensure_dev_pki, issue_seal_certificate
 from signing.pki_revocation import list_seal_certificates, revoke_seal_certificate
 from signing.pki_services import Fault, PkiServer, serve_pki
 from tests.signing.conftest import write
-from tests.signing.test_pdfsig import _nss_db, _pdfsig
+from tests.signing.verify_support import nss_db, pdfsig
 
 REASON, LOCATION = "电子证照签章", "济南"
 
@@ -214,7 +214,7 @@ def test_pdfsig_validates_b_t(
 ) -> None:
     sealed = _sealer(lpki, PadesLevel.B_T).seal(license_pdf, reason=REASON, location=LOCATION)
     pdf = write(tmp_path, "b-t.pdf", sealed)
-    report = _pdfsig(pdf, _nss_db(tmp_path / "nss", lpki.root_cert_path))
+    report = pdfsig(pdf, nss_db(tmp_path / "nss", lpki.root_cert_path))
     assert "Signature is Valid" in report
     assert "Certificate is Trusted" in report
     assert "ETSI.CAdES.detached" in report

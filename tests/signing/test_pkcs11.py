@@ -43,7 +43,7 @@ from signing.pki_services import serve_pki
 from signing.render import SEAL_BOX
 from signing.softhsm import SoftHsmToken, activate, ensure_softhsm_token
 from tests.signing.conftest import SIGNING_TIME, write
-from tests.signing.test_pdfsig import _nss_db, _pdfsig
+from tests.signing.verify_support import nss_db, pdfsig
 
 
 @pytest.fixture(scope="module")
@@ -226,11 +226,11 @@ def test_level_arguments_are_checked(token: SoftHsmToken) -> None:
         Pkcs11Sealer(token.key_ref(), level="B-LT", tsa_url="http://127.0.0.1:9/tsa")
 
 
-def test_hsm_seal_is_trusted_by_pdfsig(
+def test_hsm_seal_is_trusted_bypdfsig(
     hsm_sealer: Pkcs11Sealer, pki: DevPKI, license_pdf: bytes, tmp_path: Path
 ) -> None:
     sealed = write(tmp_path, "hsm-sealed.pdf", _seal(hsm_sealer, license_pdf))
-    report = _pdfsig(sealed, _nss_db(tmp_path / "nss", pki.root_cert_path))
+    report = pdfsig(sealed, nss_db(tmp_path / "nss", pki.root_cert_path))
     assert "Signature is Valid" in report, report
     assert "Certificate is Trusted" in report, report
     assert "ETSI.CAdES.detached" in report

@@ -50,22 +50,26 @@ def revoking_crl(pki: DevPKI, *serials: int) -> x509.CertificateRevocationList:
     return builder.sign(key, hashes.SHA256())
 
 
-def nss_db(directory: Path, root: Path) -> str:
-    """An NSS database trusting only ``root`` for S/MIME (what pdfsig checks)."""
+def nss_db(directory: Path, root: Path | None) -> str:
+    """An NSS database trusting only ``root`` (or nothing) for S/MIME, the usage
+    pdfsig checks, so results never depend on ~/.pki."""
     directory.mkdir()
     db = f"sql:{directory}"
     subprocess.run(
         ["certutil", "-N", "--empty-password", "-d", db], check=True, capture_output=True
     )
-    subprocess.run(
-        ["certutil", "-A", "-n", "ehub-root", "-t", ",C,", "-i", str(root), "-d", db],
-        check=True,
-        capture_output=True,
-    )
+    if root is not None:
+        # "C" in the second trust slot: a trusted CA for email signing ("C,," is SSL only).
+        subprocess.run(
+            ["certutil", "-A", "-n", "ehub-root", "-t", ",C,", "-i", str(root), "-d", db],
+            check=True,
+            capture_output=True,
+        )
     return db
 
 
 def pdfsig(pdf: Path, db: str) -> str:
+    # pdfsig exits non-zero for some invalid signatures; the report is what matters.
     run = subprocess.run(
         ["pdfsig", "-nssdir", db, str(pdf)], capture_output=True, text=True, check=False
     )
