@@ -7,6 +7,11 @@ reuses ``PadesSealer.seal`` as is: same output (PAdES ETSI.CAdES.detached,
 visible stamp in :data:`signing.render.SEAL_BOX`, not certifying) and same
 levels (B-B, B-T, B-LT). The private key never leaves the token.
 
+The same sealer signs the license XML: :meth:`Pkcs11Sealer.xml_material`
+gives the (key, certificate, chain) that :func:`signing.xmlsig.sign_license_xml`
+takes, the key being a :mod:`signing.pkcs11_xml` object that signs through
+:meth:`Pkcs11Sealer.sign_raw` (same session, lock and mechanism as the PDFs).
+
 A key is named by a :class:`Pkcs11KeyRef`, whose text form is an RFC 7512
 URI, e.g. ``pkcs11:token=ehub-dev-seal;object=ehub-seal;type=private?module-path=
 /usr/lib/softhsm/libsofthsm2.so&pin-source=file:/var/hsm/user.pin``. The seal
@@ -35,18 +40,20 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import pkcs11
 from asn1crypto import x509 as asn1_x509
+from cryptography import x509
 from pkcs11 import exceptions as p11_errors
+from pyhanko.sign import pkcs11 as pyhanko_pkcs11
 from pyhanko.sign.pkcs11 import PKCS11Signer
 
-from signing.errors import KeyAccessError, SealUnavailable
+from signing.errors import KeyAccessError, SealUnavailable, SigningError
 
 # PadesSealer's seal() is reused; these private names are the coupling
 # (kept in step with signing/pades.py).
@@ -67,6 +74,7 @@ from signing.pkcs11_token import (
     open_user_session,
     resolve_pin,
 )
+from signing.pkcs11_xml import TokenEcKey, TokenRsaKey, issuing_chain, token_key
 
 __all__ = [
     "PIN_ENV",
@@ -79,6 +87,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_RAW_DIGESTS = frozenset({"sha256", "sha384", "sha512"})
 
 _PIN_ERRORS = (
     p11_errors.PinIncorrect,
@@ -140,6 +151,8 @@ class Pkcs11Sealer(PadesSealer):
         self._lock = threading.RLock()
         self._session: pkcs11.Session | None = None
         self._p11_signer: PKCS11Signer | None = None
+        # The signing key's handle for sign_raw, opened with that signer.
+        self._raw_key: tuple[PKCS11Signer, pkcs11.SignMixin] | None = None
         self._bytes_reserved = 0
         self._cert_id = ""
         self._seal_name = ""
@@ -226,27 +239,84 @@ class Pkcs11Sealer(PadesSealer):
             "box": box,
             "reserve": reserve,
         }
+        return self._in_session(lambda: PadesSealer.seal(self, pdf, **args))
+
+    def sign_raw(self, data: bytes, digest_algorithm: str = "sha256") -> bytes:
+        """Hash ``data`` (``"sha256"``, ``"sha384"`` or ``"sha512"``) and sign it in the token.
+
+        Signs as this sealer's pyHanko ``PKCS11Signer`` signs a PDF: the
+        mechanism is pyHanko's choice for the key type and the signer's
+        settings (raw mode here: CKM_ECDSA over the digest, re-encoded as DER;
+        CKM_RSA_PKCS over a DigestInfo), in the persistent session, under the
+        same lock. Returns what ``cryptography``'s ``sign`` returns (DER for
+        ECDSA). Errors as :meth:`seal`, plus :class:`SigningError` for another
+        digest.
+        """
+        digest = digest_algorithm.lower()
+        if digest not in _RAW_DIGESTS:
+            raise SigningError(f"unsupported digest {digest_algorithm!r} for a token signature")
+        message = bytes(data)
+        return self._in_session(lambda: self._sign_raw_locked(message, digest))
+
+    def xml_material(
+        self,
+    ) -> tuple[TokenEcKey | TokenRsaKey, x509.Certificate, list[x509.Certificate]]:
+        """(key, seal certificate, issuing chain) for :func:`signing.xmlsig.sign_license_xml`.
+
+        The same shape as :func:`signing.xmlsig.load_seal_material`, but the
+        key is a :mod:`signing.pkcs11_xml` object that signs through
+        :meth:`sign_raw` and cannot be exported. Opens the session if needed
+        (:class:`KeyAccessError` as :meth:`open`). The chain is the issuing
+        CAs on the token and in ``ca_chain``, without self-signed roots.
+        """
+        with self._lock:
+            self._open_locked()
+            assert self._p11_signer is not None
+            leaf = self._p11_signer.signing_cert
+            others = list(self._p11_signer.cert_registry)
+        cert = x509.load_der_x509_certificate(leaf.dump())
+        chain = issuing_chain(cert, (x509.load_der_x509_certificate(c.dump()) for c in others))
+        return token_key(self, cert, f"{self.key_ref.token}/{self.key_ref.object}"), cert, chain
+
+    # --- internals ---
+
+    def _in_session(self, action: Callable[[], _T]) -> _T:
+        """Run ``action`` (a signature) under the lock in an open session; a lost
+        session is reopened once, then the token counts as unavailable."""
         with self._lock:
             self._open_locked()
             try:
-                return self._seal_once(pdf, args)
+                return self._signing(action)
             except _LOST_SESSION_ERRORS as exc:
                 log.warning("PKCS#11 session lost (%s); reopening once", type(exc).__name__)
                 self._drop_session(quiet=True)
             try:
                 self._open_locked()
-                return self._seal_once(pdf, args)
+                return self._signing(action)
             except (*_LOST_SESSION_ERRORS, KeyAccessError) as again:
                 self._drop_session(quiet=True)
                 raise SealUnavailable(
                     f"PKCS#11 token {self.key_ref.token!r} is unavailable: {type(again).__name__}"
                 ) from again
 
-    # --- internals ---
+    def _sign_raw_locked(self, message: bytes, digest: str) -> bytes:
+        # What PKCS11Signer.async_sign_raw does, minus its event loop and
+        # executor thread (ten times the cost of the signature on SoftHSM2).
+        signer = self._p11_signer
+        assert signer is not None and self._raw_key is not None and self._raw_key[0] is signer
+        spec = pyhanko_pkcs11.select_pkcs11_signing_params(
+            signer.get_signature_mechanism_for_digest(digest),
+            digest,
+            use_raw_mechanism=signer.use_raw_mechanism,
+            sign_kwargs=signer.sign_kwargs(message),
+        )
+        tbs = spec.pre_sign_transform(message) if spec.pre_sign_transform else message
+        signature = bytes(self._raw_key[1].sign(tbs, **spec.sign_kwargs))
+        return spec.post_sign_transform(signature) if spec.post_sign_transform else signature
 
-    def _seal_once(self, pdf: bytes, args: dict[str, Any]) -> bytes:
+    def _signing(self, action: Callable[[], _T]) -> _T:
         try:
-            return super().seal(pdf, **args)
+            return action()
         except _LOST_SESSION_ERRORS:
             raise
         except p11_errors.PKCS11Error as exc:
@@ -297,13 +367,22 @@ class Pkcs11Sealer(PadesSealer):
         try:
             cert = signer.signing_cert  # pulls certificate and key handle now
             chain = {c.sha256: c for c in [cert, *signer.cert_registry]}.values()
+            # pyHanko found exactly one such key; sign_raw's handle on it, taken
+            # now so that no search ever runs on a session that may be lost.
+            keys = list(session.get_objects(signer.signing_key_fetch_params()))
         except p11_errors.PKCS11Error as exc:
             _close_quietly(session)
             raise KeyAccessError(
                 f"PKCS#11 token {ref.token!r} lacks a usable key or certificate "
                 f"labelled {ref.object!r}: {exc}"
             ) from exc
+        if len(keys) != 1 or not isinstance(keys[0], pkcs11.SignMixin):
+            _close_quietly(session)
+            raise KeyAccessError(
+                f"PKCS#11 token {ref.token!r} lacks one signing key labelled {ref.object!r}"
+            )
         self._session, self._p11_signer = session, signer
+        self._raw_key = (signer, keys[0])
         # As PadesSealer: reserve from the chain size, two hex digits per byte.
         reserve = sum(len(c.dump()) for c in chain) + _RESERVE_OVERHEAD
         if self.level is not PadesLevel.B_B:
