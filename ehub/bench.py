@@ -24,6 +24,7 @@ from rich.table import Table
 
 from ehub import devstack
 from ehub.bench_memory import source_run_peak
+from ehub.bench_seal_memory import seal_memory_series
 from ehub.config import Settings
 from ehub.tasks import run_stage
 from signing.pki import DevPKI
@@ -35,6 +36,7 @@ FIGURES = (
     "seal_fast_per_s",
     "seal_bb_per_s",
     "seal_bt_per_s",
+    "seal_api_p95_ms",
     "deliver_per_s",
     "deliver_p95_ms",
     "publish_per_s",
@@ -43,6 +45,7 @@ FIGURES = (
     "e2e_case_per_s",
     "peak_rss_mb_10k",
     "peak_rss_mb_1m",
+    "seal_memory_growth_mb",
 )
 MISSING = {
     "seal_fast_per_s": "bulk-sealing fast path not built yet (performance issue)",
@@ -51,6 +54,7 @@ MISSING = {
     "e2e_case_per_s": "case records are ingested and normalized but not delivered yet (delivery issue)",
     "peak_rss_mb_10k": "skipped: run `ehub bench --memory-rows 10000,1000000`",
     "peak_rss_mb_1m": "skipped: run `ehub bench --memory-rows 10000,1000000`",
+    "seal_memory_growth_mb": "skipped: run `ehub bench --seal-memory 2000` (100000 for 100 k)",
 }
 
 
@@ -71,6 +75,8 @@ def run_bench(
     console: Console,
     seal_loop: int = 100,
     memory_rows: tuple[int, ...] = (10_000, 1_000_000),
+    seal_memory: int = 2000,
+    seal_api_posts: int = 200,
 ) -> dict[str, Any]:
     from ehub.normalize import RecordRejected
     from ehub.normalize.canonical import SpecNormalizer
@@ -84,10 +90,12 @@ def run_bench(
     home = work / "home"
     figures: dict[str, Any] = dict.fromkeys(FIGURES)
     stages: dict[str, float] = {}
+    seal_api: dict[str, Any] = {}
     normalize_detail: dict[str, Any] = {}
     state = devstack.up(
-        home, seed_count=count, defect_rate=0.05, seed=1, departments=("market_regulation",)
-    )
+        home, seed_count=count, defect_rate=0.05, seed=1, departments=("market_regulation",),
+        out_dir=work / "out",
+    )  # fmt: skip
     try:
         settings = Settings.from_env(home=home, out_dir=work / "out", batch_size=500)
         src = build_source(spec.model_copy(update={"batch_size": 1000}), settings)
@@ -136,6 +144,8 @@ def run_bench(
         figures["e2e_license_per_s"] = _rate(sealed, sum(stages.values()))
         figures["seal_pyhanko_loop_per_s"] = _pyhanko_loop(settings, seal_loop)
         figures["seal_bt_per_s"] = _bt_loop(settings, seal_loop)
+        seal_api = _seal_api(settings, seal_api_posts)
+        figures["seal_api_p95_ms"] = seal_api["p95_ms"]
     finally:
         devstack.down(home)
     memory_runs = {}
@@ -146,6 +156,11 @@ def run_bench(
         figures["peak_rss_mb_10k"] = memory_runs[10_000]["peak_rss_mb"]
     if 1_000_000 in memory_runs:
         figures["peak_rss_mb_1m"] = memory_runs[1_000_000]["peak_rss_mb"]
+    seal_series = None
+    if seal_memory > 0:
+        console.print(f"seal memory run: {seal_memory:,} seals in a fresh process …")
+        seal_series = seal_memory_series(work, seal_memory)
+        figures["seal_memory_growth_mb"] = seal_series["growth_mb"]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
         "figures": figures,
@@ -153,12 +168,14 @@ def run_bench(
         "sizes": {"records": count, "seal_loop": seal_loop, "seeded": state.get("seeded", {})},
         "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
         "normalize": normalize_detail,
+        "seal_api": seal_api,
         "memory_runs": {str(k): v for k, v in memory_runs.items()},
         "peak_rss_ratio_1m_to_10k": (
             round(figures["peak_rss_mb_1m"] / figures["peak_rss_mb_10k"], 2)
             if figures["peak_rss_mb_1m"] and figures["peak_rss_mb_10k"]
             else None
         ),
+        "seal_memory": seal_series,
         "peak_rss_mb_process": round(rss_mb, 1),
         "machine": {
             "platform": platform.platform(),
@@ -235,6 +252,23 @@ def _bt_loop(settings: Settings, n: int) -> float:
         for _ in range(n):
             sealer.seal(pdf, reason="bench", location="山东")
         return _rate(n, time.perf_counter() - t)
+
+
+def _seal_api(settings: Settings, posts: int) -> dict[str, Any]:
+    """On-demand sealing over HTTP: the dev stack's API server (its own process) seals
+    ``posts`` licenses posted one after another by the issuing-system simulator, B-B."""
+    from ehub.on_demand import issue_licenses
+    from ehub.store.db import Store
+
+    store = Store(settings.database_url)
+    try:
+        result = issue_licenses(store, settings.verify_url.rsplit("/verify", 1)[0], posts, warmup=5)
+    finally:
+        store.dispose()
+    result.pop("identifiers")
+    return {**result, "level": "B-B", "method": "sequential posts over loopback HTTP, "
+            "request to last byte of the sealed PDF, 5 warm-up posts not counted, nearest-rank "
+            "percentiles"}  # fmt: skip
 
 
 def _answers(url: str) -> bool:

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from ehub.cli_api_client import api_client
 from ehub.cli_hsm import hsm
 from ehub.cli_license import license_
 from ehub.cli_pki import pki
@@ -36,6 +37,7 @@ def main(verbose: bool) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+main.add_command(api_client)
 main.add_command(hsm)
 main.add_command(pki)
 main.add_command(license_)
@@ -214,12 +216,33 @@ def up(port: int) -> None:
     show_default=True,
     help="Source sizes of the peak-memory runs (comma-separated; empty to skip).",
 )
-def bench(count: int, out_path: Path, memory_rows: str) -> None:
+@click.option(
+    "--seal-memory",
+    default=2000,
+    show_default=True,
+    help="Seals of the RSS series in a fresh process (100000 for the full 100 k run; 0 skips).",
+)
+@click.option(
+    "--seal-api-posts",
+    default=200,
+    show_default=True,
+    help="Licenses posted to the on-demand sealing API for seal_api_p95_ms.",
+)
+def bench(
+    count: int, out_path: Path, memory_rows: str, seal_memory: int, seal_api_posts: int
+) -> None:
     """Benchmarks of the stages that exist -> out/bench/bench.json."""
     from ehub.bench import run_bench
 
     sizes = tuple(int(x) for x in memory_rows.split(",") if x.strip())
-    result = run_bench(count=count, out_path=out_path.resolve(), console=console, memory_rows=sizes)
+    result = run_bench(
+        count=count,
+        out_path=out_path.resolve(),
+        console=console,
+        memory_rows=sizes,
+        seal_memory=seal_memory,
+        seal_api_posts=seal_api_posts,
+    )
     console.print_json(json.dumps(result["figures"]))
 
 

@@ -48,17 +48,23 @@ def run_demo(
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]ehub demo[/] — home {home}, output {out_dir}")
-    state = devstack.up(home, seed_count=count)
+    state = devstack.up(home, seed_count=count, out_dir=out_dir)
     try:
         console.print(
             "dev stack up: " + ", ".join(f"{s['name']} :{s['port']}" for s in state["services"])
         )
         settings = Settings.from_env(home=home, out_dir=out_dir)
+        on_demand = _issue_on_demand(settings, home)
+        console.print(
+            f"issuing system → on-demand sealing API: {on_demand['posted']} licenses, "
+            f"answers {on_demand['statuses']}, p95 {on_demand['p95_ms']} ms"
+        )
         for res in run_dags(settings, journey()):
             console.print(f"  DAG {res.dag_id}: {res.state}")
         store = Store(settings.database_url)
         try:
             counts = journey_counts(store)
+            on_demand["delivered"] = _delivered(store, on_demand.pop("identifiers"))
             reports = _rejects_reports(store, out_dir / "rejects")
         finally:
             store.dispose()
@@ -78,6 +84,7 @@ def run_demo(
         "rejects_reports": [str(p) for p in reports],
         "documents_verified": verified,
         "verification_endpoint": endpoint,
+        "on_demand_sealing": on_demand,
         "platform": {"provincial": platform},
         "seeded": state.get("seeded", {}),
         "duration_s": round(time.monotonic() - started, 2),
@@ -89,11 +96,56 @@ def run_demo(
         raise HubError(f"quarantine differs from the injected defects: {mismatches}")
     if verified["invalid"] or not verified["valid"]:
         raise HubError(f"{verified['invalid']} sealed PDFs failed verification; see {out_dir}")
+    if (
+        on_demand["statuses"] != {"201": on_demand["posted"]}
+        or on_demand["pdfs_invalid"]
+        or on_demand["delivered"] != on_demand["posted"]
+    ):
+        raise HubError(f"on-demand sealing: not every posted license was sealed, valid and "
+                       f"delivered: {on_demand}")  # fmt: skip
     if endpoint["verdict"] != "valid":
         raise HubError(
             f"the verification endpoint does not report a sealed license valid: {endpoint}"
         )
     return summary
+
+
+ON_DEMAND_COUNT = 20
+
+
+def _issue_on_demand(settings: Settings, home: Path) -> dict[str, Any]:
+    """The market regulation bureau's issuing system posts licenses to the hub's API
+    (stack's API server) and gets each sealed PDF back; the DAGs then carry them."""
+    from ehub.on_demand import issue_licenses
+
+    store = Store(settings.database_url)
+    try:
+        store.migrate()
+        return issue_licenses(
+            store,
+            settings.verify_url.rsplit("/verify", 1)[0],
+            ON_DEMAND_COUNT,
+            trust_root=home / "pki" / "root.pem",
+        )
+    finally:
+        store.dispose()
+
+
+def _delivered(store: Store, identifiers: list[str]) -> int:
+    """How many of the posted licenses the delivery DAG delivered to the platform."""
+    from sqlalchemy import func, select
+
+    from ehub.store.models import DeliveryRow, LicenseRow
+
+    with store.session() as s:
+        return int(
+            s.scalar(
+                select(func.count(func.distinct(LicenseRow.identifier)))
+                .join(DeliveryRow, DeliveryRow.license_id == LicenseRow.id)
+                .where(LicenseRow.identifier.in_(identifiers), DeliveryRow.state == "delivered")
+            )
+            or 0
+        )
 
 
 def _ask_verification_endpoint(settings: Settings) -> dict[str, str]:
@@ -172,6 +224,12 @@ def _print(console: Console, s: dict[str, Any], out_dir: Path) -> None:
     t.add_row("returned 属地返还 (messages)", str(s["returned"]))
     v = s["documents_verified"]
     t.add_row("sealed PDFs verified (pyHanko)", f"{v['valid']} valid, {v['invalid']} invalid")
+    o = s["on_demand_sealing"]
+    t.add_row(
+        "on-demand sealing API 即时签章",
+        f"{o['statuses'].get('201', 0)}/{o['posted']} sealed at once (p95 {o['p95_ms']} ms), "
+        f"{o['delivered']} delivered",
+    )
     e = s["verification_endpoint"]
     t.add_row("QR code → verification endpoint 核验", f"{e['verdict']} {e['verdict_zh']}")
     t.add_row("duration (s)", f"{s['duration_s']:.1f}")

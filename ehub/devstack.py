@@ -221,13 +221,13 @@ def _start_housing(
     return _report_of(httpx.get(f"http://127.0.0.1:{port}/admin/report", timeout=30).json())
 
 
-def _start_seal_services(home: Path, services: list[Service]) -> int:
+def _start_seal_services(home: Path, services: list[Service], out_dir: Path | None = None) -> int:
     """The dev PKI's CRL + RFC 3161 TSA endpoint (on the port its certificates name) and
     the verification endpoint behind the licenses' QR codes; returns the latter's port."""
     from signing.pki import ensure_dev_pki
 
     logdir = home / "dev" / "logs"
-    env = {"EHUB_HOME": str(home)}
+    env = {"EHUB_HOME": str(home), **({"EHUB_OUT_DIR": str(out_dir)} if out_dir else {})}
     pki = ensure_dev_pki(home / "pki")
     kport = pki.services.port if pki.services is not None else free_port()
     pid = _spawn("pki", [sys.executable, "-m", "ehub", "pki", "serve", "--port", str(kport)],
@@ -257,8 +257,12 @@ def up(
     seed: int = 2026,
     reseed: bool = False,
     departments: tuple[str, ...] = DEPARTMENTS,
+    out_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Start the stack (or return the running one) with the chosen department systems."""
+    """Start the stack (or return the running one) with the chosen department systems.
+
+    ``out_dir``: where the stack's API server writes the licenses it seals on demand
+    (the caller's own ``Settings.out_dir``, so they sit beside the seal stage's)."""
     state_path = stack_file(home)
     if state_path.exists():
         state = json.loads(state_path.read_text())
@@ -306,7 +310,7 @@ def up(
         services.append(Service("provincial", pid, pport, str(logdir / "provincial.log")))
         _wait_http(f"http://127.0.0.1:{pport}/healthz", "provincial platform simulator", pid)
 
-        vport = _start_seal_services(home, services)
+        vport = _start_seal_services(home, services, out_dir)
 
         hport = free_port()
         sim = home / "sim"

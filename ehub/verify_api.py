@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ehub.config import Settings
 from ehub.errors import StoreError
 from ehub.masking import mask_license_document
+from ehub.seal_api import create_router
 from ehub.store.db import Store
 from ehub.store.models import LicenseRow, SignatureRow
 from signing.verify import TrustRoot, verify_pdf
@@ -143,12 +144,15 @@ def _check_document(path: Path | None, roots: Sequence[TrustRoot]) -> DocumentCh
 
 
 def create_app(settings: Settings, trust_roots: Sequence[TrustRoot] | None = None) -> FastAPI:
-    """The verification app; trust roots default to the dev PKI's root certificate."""
+    """The hub's HTTP API: the public verification endpoint and the authenticated
+    on-demand sealing API (:mod:`ehub.seal_api`); trust roots default to the dev
+    PKI's root certificate."""
     store = Store(settings.database_url)
     roots: Sequence[TrustRoot] = (
         trust_roots if trust_roots is not None else [settings.home / "pki" / "root.pem"]
     )
     app = FastAPI(title="ehub license verification", docs_url=None, redoc_url=None)
+    app.include_router(create_router(settings, store))  # on-demand sealing (authenticated)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

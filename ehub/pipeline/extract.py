@@ -79,6 +79,10 @@ def run(
     if settings.source_batch_size:
         spec = spec.model_copy(update={"batch_size": settings.source_batch_size})
     ensure_source(store, spec)
+    if spec.kind == "api":  # nothing to pull: posts arrive through the API
+        from ehub.pipeline.intake import reclaim
+
+        return StageResult("extract", 0, {"read": 0, "new": 0, **reclaim(store, spec)})
     cursor = watermark(store, spec.id)
     src = source or build_source(spec, settings)
     lookups = LookupResolver(spec, src)

@@ -82,68 +82,10 @@ def run(
         if not raws:
             break
         batches += 1
-        records: list[tuple[int, str, License | CaseRecord]] = []
-        rejects: list[dict[str, Any]] = []
-        for raw_id, key, sver, payload in raws:
-            try:
-                records.append((raw_id, key, norm.normalize(payload, key, sver)))
-            except RecordRejected as rej:
-                rejects += [_reject(raw_id, spec.id, key, payload, e) for e in rej.errors]
-        crash_point(settings.fault, "normalize", batches, "before")
-        with store.session() as s:
-            known = _load_known(s, spec.record_kind, [r for _, _, r in records])
-            rows, events = [], []
-            ok_ids = []
-            payloads = {raw_id: payload for raw_id, _, _, payload in raws}
-            for raw_id, key, rec in records:
-                version, err = _decide(spec, key, rec, known)
-                if err is not None:
-                    rejects.append(_reject(raw_id, spec.id, key, payloads[raw_id], err))
-                    continue
-                ok_ids.append(raw_id)
-                if version is None:
-                    continue  # same content as a stored version: nothing new
-                rec = replace(rec, version=version)
-                nk = _natural_key(rec)
-                entry = known.setdefault(nk, _Known(None, {}))
-                entry.versions[version] = rec.lineage.content_hash
-                if entry.latest is None or version > entry.latest[0]:
-                    entry.latest = (version, rec.lineage.content_hash, spec.id, key, _status(rec))
-                rows.append(version_row(rec, spec.id, raw_id))
-                events.append(Event("normalized", nk, version, {"raw_id": raw_id}))
-            if spec.record_kind == "license":
-                insert_ignore(s, LicenseRow.__table__, rows, ["identifier", "version"])
-            else:
-                insert_ignore(s, CaseRow.__table__, rows, ["case_number", "version"])
-            _write_quarantine(s, rejects)
-            settle_retried(s, [r[0] for r in raws], rejects)  # retried: open again or resolved
-            bad_ids = sorted({r["raw_id"] for r in rejects})
-            if ok_ids:
-                s.execute(
-                    update(RawRecord).where(RawRecord.id.in_(ok_ids)).values(state="normalized")
-                )
-                ok = set(ok_ids)
-                _resolve_corrected(s, spec.id, [k for r, k, _ in records if r in ok], ok_ids)
-            if bad_ids:
-                s.execute(
-                    update(RawRecord).where(RawRecord.id.in_(bad_ids)).values(state="quarantined")
-                )
-            events += [
-                Event(
-                    "quarantined",
-                    f"{spec.id}/{r['source_key']}"[:200],  # audit subject: 200 chars
-                    None,
-                    {"raw_id": r["raw_id"], "reason": r["reason_code"], "field": r["field"]},
-                )
-                for r in rejects
-            ]
-            if norm.dropped:
-                events.append(Event("fields_dropped", spec.id, None, dict(norm.dropped)))
-                norm.dropped.clear()
-            append(s, events)
-        normalized += len(ok_ids)
-        quarantined += len(bad_ids)
-        versions += len(rows)
+        out = process_batch(settings, store, spec, norm, raws, batches)
+        normalized += len(out.ok_ids)
+        quarantined += len(out.bad_ids)
+        versions += out.new_versions
         crash_point(settings.fault, "normalize", batches)
         if progress:
             progress(len(raws))
@@ -160,6 +102,98 @@ def run(
         batches,
         {"normalized": normalized, "quarantined": quarantined, "new_versions": versions},
     )
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What one batch of raw records became."""
+
+    ok_ids: list[int]
+    bad_ids: list[int]
+    new_versions: int
+    records: dict[int, tuple[str, int | None]]
+    """raw id → (license identifier / case number, new version or None when the
+    content equals a stored version)."""
+    rejects: list[dict[str, Any]]
+    """Quarantine rows written (``raw_id``, ``reason_code``, ``field``, messages…)."""
+
+
+def process_batch(
+    settings: Settings,
+    store: Store,
+    spec: SourceSpec,
+    norm: SpecNormalizer,
+    raws: Sequence[tuple[int, str, str, Any]],
+    n: int,
+    *,
+    license_state: str = "normalized",
+) -> BatchOutcome:
+    """Normalize ``raws`` (id, source key, source version, payload) in one transaction.
+
+    ``license_state``: the state of new license versions — ``normalized`` for the
+    seal stage, ``sealing`` when the on-demand sealing API seals them itself.
+    """
+    outcome: dict[int, tuple[str, int | None]] = {}
+    records: list[tuple[int, str, License | CaseRecord]] = []
+    rejects: list[dict[str, Any]] = []
+    for raw_id, key, sver, payload in raws:
+        try:
+            records.append((raw_id, key, norm.normalize(payload, key, sver)))
+        except RecordRejected as rej:
+            rejects += [_reject(raw_id, spec.id, key, payload, e) for e in rej.errors]
+    crash_point(settings.fault, "normalize", n, "before")
+    with store.session() as s:
+        known = _load_known(s, spec.record_kind, [r for _, _, r in records])
+        rows, events = [], []
+        ok_ids = []
+        payloads = {raw_id: payload for raw_id, _, _, payload in raws}
+        for raw_id, key, rec in records:
+            version, err = _decide(spec, key, rec, known)
+            if err is not None:
+                rejects.append(_reject(raw_id, spec.id, key, payloads[raw_id], err))
+                continue
+            ok_ids.append(raw_id)
+            if version is None:
+                outcome[raw_id] = (_natural_key(rec), None)
+                continue  # same content as a stored version: nothing new
+            rec = replace(rec, version=version)
+            nk = _natural_key(rec)
+            entry = known.setdefault(nk, _Known(None, {}))
+            entry.versions[version] = rec.lineage.content_hash
+            if entry.latest is None or version > entry.latest[0]:
+                entry.latest = (version, rec.lineage.content_hash, spec.id, key, _status(rec))
+            rows.append(version_row(rec, spec.id, raw_id, state=license_state))
+            outcome[raw_id] = (nk, version)
+            events.append(Event("normalized", nk, version, {"raw_id": raw_id}))
+        if spec.record_kind == "license":
+            insert_ignore(s, LicenseRow.__table__, rows, ["identifier", "version"])
+        else:
+            insert_ignore(s, CaseRow.__table__, rows, ["case_number", "version"])
+        _write_quarantine(s, rejects)
+        settle_retried(s, [r[0] for r in raws], rejects)  # retried: open again or resolved
+        bad_ids = sorted({r["raw_id"] for r in rejects})
+        if ok_ids:
+            s.execute(update(RawRecord).where(RawRecord.id.in_(ok_ids)).values(state="normalized"))
+            ok = set(ok_ids)
+            _resolve_corrected(s, spec.id, [k for r, k, _ in records if r in ok], ok_ids)
+        if bad_ids:
+            s.execute(
+                update(RawRecord).where(RawRecord.id.in_(bad_ids)).values(state="quarantined")
+            )
+        events += [
+            Event(
+                "quarantined",
+                f"{spec.id}/{r['source_key']}"[:200],  # audit subject: 200 chars
+                None,
+                {"raw_id": r["raw_id"], "reason": r["reason_code"], "field": r["field"]},
+            )
+            for r in rejects
+        ]
+        if norm.dropped:
+            events.append(Event("fields_dropped", spec.id, None, dict(norm.dropped)))
+            norm.dropped.clear()
+        append(s, events)
+    return BatchOutcome(ok_ids, bad_ids, len(rows), outcome, rejects)
 
 
 def _natural_key(rec: License | CaseRecord) -> str:
@@ -292,7 +326,9 @@ def _write_quarantine(s: Any, rejects: list[dict[str, Any]]) -> None:
     insert_ignore(s, QuarantineRow.__table__, rejects, ["raw_id", "reason_code", "field"])
 
 
-def version_row(rec: License | CaseRecord, source_id: str, raw_id: int | None) -> dict[str, Any]:
+def version_row(
+    rec: License | CaseRecord, source_id: str, raw_id: int | None, *, state: str = "normalized"
+) -> dict[str, Any]:
     """The store row of one record version (``raw_id`` None: made at the hub, not ingested)."""
     if isinstance(rec, CaseRecord):
         return {
@@ -319,7 +355,8 @@ def version_row(rec: License | CaseRecord, source_id: str, raw_id: int | None) -
         "source_id": source_id,
         "source_key": rec.lineage.source_key,
         "raw_id": raw_id,
-        "state": "normalized",
+        "state": state,
         "state_reason": None,
         "created_at": utcnow(),
+        "state_at": utcnow(),
     }

@@ -25,7 +25,8 @@ import hashlib
 import logging
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from ehub.allocator import pin_mmap_threshold
 from ehub.audit import Event, append
 from ehub.config import Settings
 from ehub.pipeline import StageResult
@@ -45,7 +47,7 @@ from ehub.templates import Level, license_view, template_for
 from signing import softhsm
 from signing.errors import KeyAccessError, SealUnavailable, SigningError, UnsealableDocument
 from signing.pades import PadesSealer
-from signing.pkcs11_sealer import is_pkcs11_uri, sealer_for
+from signing.pkcs11_sealer import Pkcs11Sealer, is_pkcs11_uri, sealer_for
 from signing.pki import DEV_DEPARTMENT_USCC, DevPKI, ensure_dev_pki
 from signing.render import render_license_pdf
 from signing.xmlsig import load_seal_material, sign_license_xml
@@ -150,125 +152,187 @@ def ensure_dev_seal(settings: Settings, store: Store) -> tuple[int, DevPKI]:
     return seal_id, pki
 
 
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A license version to seal (a row of the store)."""
+
+    id: int
+    identifier: str
+    version: int
+    county: str
+    issuer_code: str
+    type_code: str
+    state: str
+    state_reason: str | None
+    document: dict[str, Any]
+
+
+_PENDING_COLUMNS = (
+    LicenseRow.id,
+    LicenseRow.identifier,
+    LicenseRow.version,
+    LicenseRow.county,
+    LicenseRow.issuer_code,
+    LicenseRow.type_code,
+    LicenseRow.state,
+    LicenseRow.state_reason,
+    LicenseRow.document,
+)
+
+
+def load_pending(s: Any, license_id: int) -> Pending | None:
+    row = s.execute(select(*_PENDING_COLUMNS).where(LicenseRow.id == license_id)).first()
+    return None if row is None else Pending(*row)
+
+
+@dataclass
+class Outcome:
+    """One license sealed (``pdf`` set, rows to write) or held (``hold_code`` set)."""
+
+    license: Pending
+    pdf: bytes | None = None
+    path: Path | None = None
+    hold_code: str | None = None
+    hold_message: str = ""
+    signatures: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    feeds: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def held_reason(self) -> str:
+        return f"{self.hold_code}: {self.hold_message}"
+
+
+class SealContext:
+    """What sealing needs across licenses of one process: the dev PKI, the opened
+    sealers (one per seal key and level) and the settings."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        pin_mmap_threshold()  # a worker sealing for hours keeps its memory flat
+        _dev_seal_id, self.pki = ensure_dev_seal(settings, store)
+        (settings.out_dir / "licenses").mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self.sealers = _Sealers(settings, self.pki)
+
+    def seal(self, registry: SealRegistry, lic: Pending) -> Outcome:
+        """Render, seal and write one license's files; the store rows to record it."""
+        settings = self.settings
+        signed_at = datetime.now(UTC)
+        level = template_for(lic.type_code).pades_level
+        ident, ver, doc = lic.identifier, lic.version, lic.document
+        try:
+            seal = registry.select(lic.issuer_code, lic.type_code, signed_at)
+            sealer = self.sealers.get(seal, level)
+            pdf = render_license_pdf(
+                license_view(doc, seal_label=seal.name, verify_url=settings.verify_url)
+            )
+            sealed_pdf = _seal_with_retries(sealer, pdf, signed_at)
+            xml = self.sealers.xml(seal, doc, sealer)
+        except (NoUsableSeal, UnsealableDocument, KeyAccessError) as exc:
+            # Held, never sealed: the reason is kept and the next run tries again.
+            code = getattr(exc, "reason", None) or _HOLD_REASONS[type(exc)]
+            out = Outcome(lic, hold_code=code, hold_message=str(exc))
+            if lic.state != "held" or lic.state_reason != out.held_reason:
+                out.events.append(Event("held", ident, ver, {"reason": code, "message": str(exc)}))
+            return out
+        path = document_path(settings, ident, ver)
+        _write_atomic(path, sealed_pdf)
+        out = Outcome(lic, pdf=sealed_pdf, path=path)
+        xml_path = path.with_suffix(".xml")  # the structured data, signed by the same seal
+        _write_atomic(xml_path, xml)
+        out.signatures.append({
+            "license_id": lic.id, "seal_id": seal.id, "format": "xmldsig",
+            "level": "enveloped", "path": str(xml_path),
+            "sha256": hashlib.sha256(xml).hexdigest(), "signed_at": signed_at,
+        })  # fmt: skip
+        out.signatures.append({
+            "license_id": lic.id, "seal_id": seal.id, "format": "pades", "level": level,
+            "path": str(path), "sha256": hashlib.sha256(sealed_pdf).hexdigest(),
+            "signed_at": signed_at,
+        })  # fmt: skip
+        out.deliveries = [
+            {
+                "license_id": lic.id,
+                "destination": d,
+                "idempotency_key": idempotency_key(d, ident, ver),
+                "state": "pending",
+                "attempts": 0,
+                "created_at": utcnow(),
+            }
+            for d in DESTINATIONS
+        ]
+        topic = settings.return_topic_prefix + lic.county
+        out.feeds = [
+            {
+                "license_id": lic.id,
+                "topic": topic,
+                "message_key": ident,
+                "message_id": message_id(topic, ident, ver),
+                "state": "pending",
+                "created_at": utcnow(),
+            }
+        ]
+        out.events.append(
+            Event("sealed", ident, ver, {"format": "pades", "level": level, "seal": seal.code})
+        )
+        return out
+
+
+def record(s: Any, outcomes: Sequence[Outcome]) -> None:
+    """Write outcomes in the caller's transaction: signatures, outbox rows, states, audit."""
+    insert_ignore(s, SignatureRow.__table__, [r for o in outcomes for r in o.signatures],
+                  ["license_id", "format"])  # fmt: skip
+    insert_ignore(s, DeliveryRow.__table__, [r for o in outcomes for r in o.deliveries],
+                  ["license_id", "destination"])  # fmt: skip
+    insert_ignore(s, FeedMessageRow.__table__, [r for o in outcomes for r in o.feeds],
+                  ["license_id", "topic"])  # fmt: skip
+    done = [o.license.id for o in outcomes if o.pdf is not None]
+    now = utcnow()
+    if done:
+        s.execute(
+            update(LicenseRow)
+            .where(LicenseRow.id.in_(done))
+            .values(state="sealed", state_reason=None, state_at=now)
+        )
+    for o in outcomes:
+        lic = o.license
+        if o.hold_code is not None and (lic.state != "held" or lic.state_reason != o.held_reason):
+            s.execute(
+                update(LicenseRow)
+                .where(LicenseRow.id == o.license.id)
+                .values(state="held", state_reason=o.held_reason, state_at=now)
+            )
+    append(s, [e for o in outcomes for e in o.events])
+
+
 def run(settings: Settings, store: Store) -> StageResult:
-    _dev_seal_id, pki = ensure_dev_seal(settings, store)
-    (settings.out_dir / "licenses").mkdir(parents=True, exist_ok=True)
-    sealers = _Sealers(settings, pki)
+    ctx = SealContext(settings, store)
     batches = sealed = held = 0
     after = 0
     while True:
         with store.session() as s:
-            todo = list(
-                s.execute(
-                    select(
-                        LicenseRow.id,
-                        LicenseRow.identifier,
-                        LicenseRow.version,
-                        LicenseRow.county,
-                        LicenseRow.issuer_code,
-                        LicenseRow.type_code,
-                        LicenseRow.state,
-                        LicenseRow.state_reason,
-                        LicenseRow.document,
-                    )
+            todo = [
+                Pending(*row)
+                for row in s.execute(
+                    select(*_PENDING_COLUMNS)
                     .where(LicenseRow.state.in_(("normalized", "held")), LicenseRow.id > after)
                     .order_by(LicenseRow.id)
                     .limit(settings.batch_size)
                 )
-            )
+            ]
         if not todo:
             break
-        after = todo[-1][0]
+        after = todo[-1].id
         batches += 1
         registry = SealRegistry.load(store)  # per batch: a suspension applies from the next one
-        sigs, deliveries, feeds, events, done = [], [], [], [], []
-        holds: list[tuple[int, str]] = []
-        for lid, ident, ver, county, issuer, type_code, state, reason, doc in todo:
-            signed_at = datetime.now(UTC)
-            level = template_for(type_code).pades_level
-            try:
-                seal = registry.select(issuer, type_code, signed_at)
-                sealer = sealers.get(seal, level)
-                pdf = render_license_pdf(
-                    license_view(doc, seal_label=seal.name, verify_url=settings.verify_url)
-                )
-                sealed_pdf = _seal_with_retries(sealer, pdf, signed_at)
-                xml = sealers.xml(seal, doc)
-            except (NoUsableSeal, UnsealableDocument, KeyAccessError) as exc:
-                # Held, never sealed: the reason is kept and the next run tries again.
-                code = getattr(exc, "reason", None) or _HOLD_REASONS[type(exc)]
-                why = f"{code}: {exc}"
-                if state != "held" or reason != why:
-                    holds.append((lid, why))
-                    events.append(Event("held", ident, ver, {"reason": code, "message": str(exc)}))
-                continue
-            path = document_path(settings, ident, ver)
-            _write_atomic(path, sealed_pdf)
-            if xml is not None:  # the structured data, signed with the same seal (XMLDSig)
-                xml_path = path.with_suffix(".xml")
-                _write_atomic(xml_path, xml)
-                sigs.append({
-                    "license_id": lid, "seal_id": seal.id, "format": "xmldsig",
-                    "level": "enveloped", "path": str(xml_path),
-                    "sha256": hashlib.sha256(xml).hexdigest(), "signed_at": signed_at,
-                })  # fmt: skip
-            done.append(lid)
-            sigs.append(
-                {
-                    "license_id": lid,
-                    "seal_id": seal.id,
-                    "format": "pades",
-                    "level": level,
-                    "path": str(path),
-                    "sha256": hashlib.sha256(sealed_pdf).hexdigest(),
-                    "signed_at": signed_at,
-                }
-            )
-            deliveries += [
-                {
-                    "license_id": lid,
-                    "destination": d,
-                    "idempotency_key": idempotency_key(d, ident, ver),
-                    "state": "pending",
-                    "attempts": 0,
-                    "created_at": utcnow(),
-                }
-                for d in DESTINATIONS
-            ]
-            topic = settings.return_topic_prefix + county
-            feeds.append(
-                {
-                    "license_id": lid,
-                    "topic": topic,
-                    "message_key": ident,
-                    "message_id": message_id(topic, ident, ver),
-                    "state": "pending",
-                    "created_at": utcnow(),
-                }
-            )
-            events.append(
-                Event("sealed", ident, ver, {"format": "pades", "level": level, "seal": seal.code})
-            )
+        outcomes = [ctx.seal(registry, lic) for lic in todo]
         crash_point(settings.fault, "seal", batches, "before")
         with store.session() as s:
-            insert_ignore(s, SignatureRow.__table__, sigs, ["license_id", "format"])
-            insert_ignore(s, DeliveryRow.__table__, deliveries, ["license_id", "destination"])
-            insert_ignore(s, FeedMessageRow.__table__, feeds, ["license_id", "topic"])
-            if done:
-                s.execute(
-                    update(LicenseRow)
-                    .where(LicenseRow.id.in_(done))
-                    .values(state="sealed", state_reason=None)
-                )
-            for lid, why in holds:
-                s.execute(
-                    update(LicenseRow)
-                    .where(LicenseRow.id == lid)
-                    .values(state="held", state_reason=why)
-                )
-            append(s, events)
-        sealed += len(done)
-        held += len(todo) - len(done)
+            record(s, outcomes)
+        done = sum(o.pdf is not None for o in outcomes)
+        sealed += done
+        held += len(todo) - done
         crash_point(settings.fault, "seal", batches)
     log.info("seal: %d batches, %d licenses sealed, %d held", batches, sealed, held)
     return StageResult("seal", batches, {"sealed": sealed, "held": held})
@@ -330,16 +394,18 @@ class _Sealers:
                 ) from exc
         return self._open[key]
 
-    def xml(self, seal: Seal, doc: dict[str, Any]) -> bytes | None:
-        """The license's canonical XML with an enveloped XMLDSig by ``seal``; None for a
-        seal whose key is in a PKCS#11 token (signxml signs with key objects only)."""
-        if is_pkcs11_uri(seal.key_ref):
-            return None
+    def xml(self, seal: Seal, doc: dict[str, Any], sealer: PadesSealer) -> bytes:
+        """The license's canonical XML with an enveloped XMLDSig by ``seal``. A key in
+        a PKCS#11 token signs through ``sealer``'s open session (it never leaves the
+        token); a PKCS#12 bundle is loaded once."""
         if seal.key_ref not in self._xml_keys:
             try:
-                self._xml_keys[seal.key_ref] = load_seal_material(
-                    Path(seal.key_ref), self._pki.passphrase
-                )
+                if isinstance(sealer, Pkcs11Sealer):
+                    self._xml_keys[seal.key_ref] = sealer.xml_material()
+                else:
+                    self._xml_keys[seal.key_ref] = load_seal_material(
+                        Path(seal.key_ref), self._pki.passphrase
+                    )
             except SigningError as exc:
                 raise NoUsableSeal(
                     "key_unavailable", f"seal {seal.code}: cannot open its key: {exc}"

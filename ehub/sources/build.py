@@ -22,6 +22,11 @@ from ehub.sources.spec import EndpointLookup, SourceSpec, SqlLookup
 
 def build_source(spec: SourceSpec, settings: Settings | None = None) -> Source:
     home = settings.home if settings else None
+    if spec.connection is None:  # kind api: nothing to pull
+        raise ConfigError(
+            f"source {spec.id}: kind {spec.kind} is not pulled — its records are posted to "
+            f"the hub's API (POST /v1/sources/{spec.id}/licenses)"
+        )
     conn = resolve(spec.connection, home)
     builder = _BUILDERS[spec.kind]
     return builder(spec, conn)
@@ -77,7 +82,7 @@ def _rest(spec: SourceSpec, conn: ConnectionInfo) -> Source:
             key_field=spec.key,
             version_field=spec.cursor.field,
             start=spec.cursor.start,
-            conn_id=spec.connection,
+            conn_id=spec.connection or "",
             batch_size=spec.batch_size,
         )
     )
@@ -182,6 +187,8 @@ class LookupResolver:
 
 def describe_connection(spec: SourceSpec, settings: Settings | None = None) -> str:
     """Where the spec's connection points, without secrets (for previews)."""
+    if spec.connection is None:
+        return f"posted to POST /v1/sources/{spec.id}/licenses"
     try:
         conn = resolve(spec.connection, settings.home if settings else None)
     except ConfigError as exc:

@@ -102,6 +102,17 @@ class KafkaRead(_Model):
     """Consumer group for lag monitoring; ``ehub.<source id>`` when absent."""
 
 
+class ApiInbox(_Model):
+    """Records the department's issuing system posts to the hub's API (on-demand
+    sealing): nothing is pulled; each post is one record, sealed at once."""
+
+    max_body_bytes: int = Field(default=65_536, ge=1_024, le=4_194_304)
+    """A larger post is refused (413) before it is read."""
+    reclaim_after_s: int = Field(default=600, ge=10)
+    """A post whose processing died (process killed) is handed to the pipeline's
+    own normalize / seal stages after this many seconds."""
+
+
 class Contract(_Model):
     unknown_fields: Literal["reject", "drop", "extend"] = "reject"
     """A source field no mapping reads: reject the record (E_FIELD_UNKNOWN), drop the
@@ -192,9 +203,11 @@ class SourceSpec(_Model):
     department: Department
     source: str = Field(pattern=_SLUG)
     """Short name of this source within the department (``business_licenses``)."""
-    kind: Literal["sql", "rest", "files", "kafka"]
-    connection: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    """Airflow connection id holding URL and credentials (``AIRFLOW_CONN_<ID>`` outside)."""
+    kind: Literal["sql", "rest", "files", "kafka", "api"]
+    """How records arrive: pulled (sql, rest, files, kafka) or posted to the hub (api)."""
+    connection: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Airflow connection id holding URL and credentials (``AIRFLOW_CONN_<ID>`` outside);
+    every pulled kind needs one, ``api`` takes none."""
     record_kind: Literal["license", "case"]
     license_type: str | None = None
     """License type code or name from ``schemas/codelists/license_types.json``."""
@@ -209,6 +222,7 @@ class SourceSpec(_Model):
     rest: RestRead | None = None
     files: FilesRead | None = None
     kafka: KafkaRead | None = None
+    api: ApiInbox | None = None
     contract: Contract = Contract()
     codelists: dict[str, dict[str, str]] = Field(default_factory=dict)
     """Department code → canonical code, per list."""
@@ -217,6 +231,11 @@ class SourceSpec(_Model):
     @property
     def id(self) -> str:
         return f"{self.department.code}.{self.source}"
+
+    @property
+    def inbox(self) -> ApiInbox:
+        """The API inbox settings (kind api)."""
+        return self.api or ApiInbox()
 
     @property
     def dag_id(self) -> str:
@@ -234,9 +253,15 @@ class SourceSpec(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> SourceSpec:
         read = getattr(self, self.kind)
-        if read is None:
+        if read is None and self.kind != "api":  # api: the defaults of ApiInbox
             raise SpecValueError(f"kind {self.kind} needs a `{self.kind}:` section", "kind")
-        others = [k for k in ("sql", "rest", "files", "kafka") if k != self.kind]
+        if self.kind == "api" and self.connection is not None:
+            raise SpecValueError(
+                "kind api takes no connection (records are posted to the hub)", "connection"
+            )
+        if self.kind != "api" and self.connection is None:
+            raise SpecValueError(f"kind {self.kind} needs a connection id", "connection")
+        others = [k for k in ("sql", "rest", "files", "kafka", "api") if k != self.kind]
         extra = [k for k in others if getattr(self, k) is not None]
         if extra:
             raise SpecValueError(

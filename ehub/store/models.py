@@ -111,9 +111,12 @@ class LicenseRow(Base):
     source_id: Mapped[str] = mapped_column(ForeignKey("sources.id"))
     source_key: Mapped[str] = mapped_column(String(200))
     raw_id: Mapped[int | None] = mapped_column(ForeignKey("raw_records.id"))
-    state: Mapped[str] = mapped_column(String(20))  # normalized|sealed|held
+    state: Mapped[str] = mapped_column(String(20))  # normalized|sealing|sealed|held
     state_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
+    state_at: Mapped[datetime | None]
+    """When the row entered its state, where it matters: a ``sealing`` claim of the
+    on-demand sealing API (a stale claim is handed back to the seal stage)."""
 
 
 class CaseRow(Base):
@@ -154,6 +157,26 @@ class QuarantineRow(Base):
     payload: Mapped[dict[str, Any]]
     state: Mapped[str] = mapped_column(String(20))  # open|retried|resolved
     created_at: Mapped[datetime]
+
+
+class ApiClient(Base):
+    """An issuing system allowed to post to the hub's API (on-demand sealing).
+
+    It acts for one department (``department_uscc``: the issuer code its licenses
+    must carry) and may post to the listed API sources. Only the SHA-256 of its
+    bearer token is kept; ``token_hint`` is the token's first characters, so an
+    operator can tell tokens apart.
+    """
+
+    __tablename__ = "api_clients"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    department_uscc: Mapped[str] = mapped_column(String(18))
+    source_ids: Mapped[list[str]] = mapped_column(JSON)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hint: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
 
 
 class SealRow(Base):

@@ -120,6 +120,25 @@ def test_a_seal_whose_key_is_in_softhsm2_seals_its_department_licenses(env: Env)
     assert report.valid, report.reasons
     serial = format(token.certificate().serial_number, "X")
     assert report.signatures[0].cert_serial == serial
+    # The license XML is signed through the same token session (the key never leaves it).
+    from signing.xmlsig import verify_license_xml
+    from tests.signing.verify_support import xmlsec_verify
+
+    with env.store.session() as s:
+        xml_paths = list(
+            s.scalars(
+                select(SignatureRow.path)
+                .join(LicenseRow, LicenseRow.id == SignatureRow.license_id)
+                .where(LicenseRow.issuer_code == issuer, SignatureRow.format == "xmldsig",
+                       SignatureRow.seal_id == hsm_seal.id)
+            )
+        )  # fmt: skip
+    assert len(xml_paths) == len(rows)
+    xml = verify_license_xml(Path(xml_paths[0]).read_bytes(), [pki.root_cert_path])
+    assert xml.valid, xml.reasons
+    assert xml.cert_serial.upper().lstrip("0") == serial.lstrip("0")
+    checked = xmlsec_verify(Path(xml_paths[0]), pki.root_cert_path, pki.intermediate_cert_path)
+    assert checked.returncode == 0, checked.stderr
 
 
 def test_every_sealed_license_also_gets_its_xml_signed(env: Env, tmp_path: Path) -> None:

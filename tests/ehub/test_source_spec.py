@@ -472,3 +472,30 @@ def test_case_specs_reject_surface_fields_and_extend() -> None:
     with pytest.raises(ValidationError, match="table lookups need kind sql"):
         lookup = {"from": "x", "lookup": {"table": "t", "key": "k", "value": "v"}}
         spec_from_dict({**case, "mapping": {**mapping, "SSJG": lookup}})
+
+
+def test_an_api_source_takes_no_connection_and_no_read_section(tmp_path: Path) -> None:
+    api = variant("kind: sql\nconnection: ehub_src_test\n", "kind: api\n").replace(
+        "sql:\n  table: T_TEST\n", ""
+    )
+    spec = loader.load_spec(write(tmp_path, api))
+    assert (spec.kind, spec.connection, spec.inbox.reclaim_after_s) == ("api", None, 600)
+    with_conn = variant("kind: sql\n", "kind: api\n").replace("sql:\n  table: T_TEST\n", "")
+    assert only_problem(tmp_path, with_conn)[2:] == (
+        "connection",
+        "kind api takes no connection (records are posted to the hub)",
+    )
+    pulled_without = variant("connection: ehub_src_test\n", "")
+    assert only_problem(tmp_path, pulled_without)[3] == "kind sql needs a connection id"
+
+
+def test_an_api_source_is_not_pulled(tmp_path: Path) -> None:
+    from ehub.errors import ConfigError
+    from ehub.sources.build import build_source, describe_connection
+
+    spec = loader.load_spec(Path("sources/market_regulation/issuing_api.yaml"))
+    with pytest.raises(ConfigError, match="posted to the hub's API"):
+        build_source(spec)
+    assert describe_connection(spec) == (
+        "posted to POST /v1/sources/market_regulation.issuing_api/licenses"
+    )

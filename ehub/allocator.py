@@ -1,0 +1,42 @@
+"""Keep a long-running sealing process's memory flat (glibc's malloc).
+
+pyHanko allocates and frees large short-lived buffers for every signature.
+glibc serves a block above its mmap threshold (128 KiB) with its own mapping
+and unmaps it when freed — but after the first such free it raises the
+threshold to that block's size ("dynamic threshold"), so later buffers come
+from the heap, whose freed pieces it keeps. A worker sealing for hours then
+holds tens of MB of free heap (measured: +35 MB over the first 1 300 seals,
+all of it returned by ``malloc_trim``). Pinning the threshold turns the
+dynamic adjustment off: large buffers stay mmapped and go back to the system.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+
+log = logging.getLogger(__name__)
+
+_M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
+_pinned = False
+
+
+def pin_mmap_threshold(nbytes: int = 128 * 1024) -> bool:
+    """Fix glibc's mmap threshold at ``nbytes`` for this process (once); False when
+    the C library is not glibc or refuses (nothing changes then)."""
+    global _pinned
+    if _pinned:
+        return True
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, nbytes))
+    except (OSError, AttributeError):
+        return False
+    if not ok:
+        log.debug("mallopt(M_MMAP_THRESHOLD) refused by the C library")
+    _pinned = ok
+    return ok
