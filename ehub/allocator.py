@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 
 log = logging.getLogger(__name__)
@@ -40,3 +41,24 @@ def pin_mmap_threshold(nbytes: int = 128 * 1024) -> bool:
         log.debug("mallopt(M_MMAP_THRESHOLD) refused by the C library")
     _pinned = ok
     return ok
+
+
+class CycleCollector:
+    """A full garbage collection every ``every`` documents of a sealing loop.
+
+    A signature leaves reference cycles (pyHanko's object graph of the PDF) that
+    only a full collection frees; CPython runs one when long-lived objects have
+    grown by a quarter, so between two of them a sealing worker's RSS climbs by
+    tens of MB (measured: 100 → 140 MB over 1 200 seals, then back). Collecting
+    every ``every`` seals (a few ms each) keeps it level.
+    """
+
+    def __init__(self, every: int = 100) -> None:
+        self.every = every
+        self._count = 0
+
+    def tick(self) -> None:
+        self._count += 1
+        if self._count >= self.every:
+            self._count = 0
+            gc.collect()

@@ -219,6 +219,9 @@ def _print(console: Console, s: dict[str, Any], out_dir: Path) -> None:
     )
     t.add_row("case record versions 办件", str(s["case_versions"]))
     t.add_row("sealed 签章 (PAdES)", str(s["sealed"]))
+    for level, n in s["sealed_by_level"].items():
+        t.add_row(f"  at {level}", str(n))
+    t.add_row("held 暂缓 (no usable seal, TSA down…)", str(s["held"]))
     for dest, n in s["delivered"].items():
         t.add_row(f"delivered 汇聚 → {dest}", str(n))
     t.add_row("returned 属地返还 (messages)", str(s["returned"]))

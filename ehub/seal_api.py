@@ -56,6 +56,7 @@ from ehub.normalize import RecordRejected
 from ehub.normalize.canonical import SpecNormalizer
 from ehub.pipeline import normalize
 from ehub.pipeline.extract import ensure_source, payload_hash
+from ehub.pipeline.faults import crash_point
 from ehub.pipeline.intake import RECEIVING, SEALING
 from ehub.pipeline.seal import Outcome, SealContext, load_pending, record
 from ehub.seals import SealRegistry
@@ -185,6 +186,7 @@ def _receive(
                     RawRecord.source_id == spec.id, RawRecord.source_key == key,
                     RawRecord.payload_hash == h)
             ).one()  # fmt: skip
+        crash_point(api.settings.fault, "api", 1, "received")
         out = normalize.process_batch(
             api.settings, store, spec, norm, [(raw_id, key, sver, payload)], 0,
             license_state=SEALING,
@@ -211,7 +213,9 @@ def _receive(
         assert version is not None
         if not claimed:
             return _existing(store, spec.id, row.id, identifier, version)
+        crash_point(api.settings.fault, "api", 1, "claimed")
         sealed = api.seal(row.id)
+        crash_point(api.settings.fault, "api", 1, "sealed")  # recorded, not yet answered
     except (StoreError, SQLAlchemyError) as exc:
         return _unavailable(exc)
     except ConfigError as exc:

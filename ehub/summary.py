@@ -75,6 +75,18 @@ def journey_counts(store: Store) -> dict[str, Any]:
             "sealed": count(
                 select(func.count()).select_from(SignatureRow).where(SignatureRow.format == "pades")
             ),
+            "sealed_by_level": {
+                str(k): int(v)
+                for k, v in s.execute(
+                    select(SignatureRow.level, func.count())
+                    .where(SignatureRow.format == "pades")
+                    .group_by(SignatureRow.level)
+                    .order_by(SignatureRow.level)
+                )
+            },
+            "held": count(
+                select(func.count()).select_from(LicenseRow).where(LicenseRow.state == "held")
+            ),
             "delivered": {k: int(v) for k, v in sorted(delivered.items())},
             "delivery_rejected": count(
                 select(func.count()).select_from(DeliveryRow).where(DeliveryRow.state == "rejected")

@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from ehub.allocator import pin_mmap_threshold
+from ehub.allocator import CycleCollector, pin_mmap_threshold
 from ehub.audit import Event, append
 from ehub.config import Settings
 from ehub.pipeline import StageResult
@@ -214,9 +214,11 @@ class SealContext:
         (settings.out_dir / "licenses").mkdir(parents=True, exist_ok=True)
         self.settings = settings
         self.sealers = _Sealers(settings, self.pki)
+        self._collector = CycleCollector()
 
     def seal(self, registry: SealRegistry, lic: Pending) -> Outcome:
         """Render, seal and write one license's files; the store rows to record it."""
+        self._collector.tick()
         settings = self.settings
         signed_at = datetime.now(UTC)
         level = template_for(lic.type_code).pades_level

@@ -186,3 +186,69 @@ def test_a_request_that_died_is_finished_by_the_pipeline(api: Api) -> None:
     with api.store.session() as s:
         assert s.scalar(select(LicenseRow.state)) == "sealed"
         assert s.scalar(select(func.count()).select_from(DeliveryRow)) == 1
+
+
+@pytest.mark.parametrize("point", ["received", "claimed", "sealed"])
+def test_killing_the_api_server_mid_request_loses_and_duplicates_nothing(
+    tmp_path: Path, point: str
+) -> None:
+    """The API server process is killed (``os._exit``) after storing the post, after
+    claiming the new version, and after recording the seal but before answering. The
+    issuing system posts again to a restarted server; with the pipeline's reclaim,
+    the license ends sealed once, with one delivery and one feed row."""
+    import os
+    import subprocess
+    import sys
+
+    from ehub.devstack import _wait_http, free_port
+
+    home, out = tmp_path / "home", tmp_path / "out"
+    db = f"sqlite:///{tmp_path / 'hub.db'}"
+    store = Store(db)
+    store.migrate()
+    _info, token = create_client(store, "scjg-djxt", DEV_DEPARTMENT_USCC, [SOURCE_ID])
+    payload = license_post(8, issuer_uscc=DEV_DEPARTMENT_USCC, seed=5)
+
+    def server(fault: str) -> tuple[subprocess.Popen[bytes], str]:
+        port = free_port()
+        env = {**os.environ, "EHUB_HOME": str(home), "EHUB_OUT_DIR": str(out),
+               "EHUB_DATABASE_URL": db, "EHUB_FAULT": fault}  # fmt: skip
+        proc = subprocess.Popen([sys.executable, "-m", "ehub", "verify-server", "--port",
+                                 str(port)], env=env)  # fmt: skip
+        _wait_http(f"http://127.0.0.1:{port}/healthz", "api", proc.pid)
+        return proc, f"http://127.0.0.1:{port}"
+
+    try:
+        proc, base = server(f"api:1:{point}")
+        with httpx.Client(base_url=base, timeout=60) as http, pytest.raises(httpx.HTTPError):
+            post_license(http, token, payload)
+        assert proc.wait(timeout=30) == 137  # killed at the fault point
+        proc, base = server("")
+        try:
+            with httpx.Client(base_url=base, timeout=60) as http:
+                again = post_license(http, token, payload)
+                if point == "claimed":  # the dead claim: the pipeline finishes it
+                    assert again.status_code == 202 and again.json()["state"] == "sealing"
+                    spec = find_spec(SOURCE_ID)
+                    with store.session() as s:
+                        s.execute(update(LicenseRow).values(
+                            state_at=utcnow() - timedelta(seconds=spec.inbox.reclaim_after_s + 1)))  # fmt: skip
+                    settings = Settings.from_env(home=home, out_dir=out, database_url=db)
+                    assert extract.run(settings, store, spec).counts["licenses_reclaimed"] == 1
+                    assert seal.run(settings, store).counts["sealed"] == 1
+                    again = post_license(http, token, payload)
+                    assert again.status_code == 200
+                else:
+                    assert again.status_code == (201 if point == "received" else 200), again.text
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        assert verify_pdf(again.content, [home / "pki" / "root.pem"]).valid
+        with store.session() as s:
+            for model in (RawRecord, LicenseRow, DeliveryRow, FeedMessageRow):
+                assert s.scalar(select(func.count()).select_from(model)) == 1, model
+            assert s.scalar(select(LicenseRow.state)) == "sealed"
+            path = s.scalar(select(SignatureRow.path).where(SignatureRow.format == "pades"))
+        assert Path(str(path)).read_bytes() == again.content
+    finally:
+        store.dispose()
