@@ -3,8 +3,12 @@
 Batches of at most ``MAX_BATCH`` items, each with its stable idempotency key.
 A transient failure (unreachable, 5xx, 429, lost or malformed receipt) is
 retried with exponential backoff and jitter, honouring Retry-After; after
-``attempts`` tries the stage raises :class:`DestinationUnavailable`, so Airflow
-retries the task later — with the same keys, hence never a double insert.
+``attempts`` tries the stage counts one failed attempt on each row of the batch
+and raises :class:`DestinationUnavailable`, so Airflow retries the task later —
+with the same keys, hence never a double insert. A row that has failed
+``dead_after`` times becomes a dead letter (``state='dead'``, the last error
+kept): it is no longer sent until an operator re-drives it
+(``ehub deliveries retry``), with the same key.
 Per-record rejections are terminal: the row is marked rejected with the
 platform's code and message.
 """
@@ -33,6 +37,8 @@ from ehub.store.models import DeliveryRow, LicenseRow, SealRow, SignatureRow
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 100
+#: Failed attempts (each a run's full retry sequence) before a row becomes a dead letter.
+DEAD_AFTER = 8
 
 
 def _send_with_retry(
@@ -66,6 +72,7 @@ def run(
     client: ProvincialClient | None = None,
     attempts: int = 5,
     base_delay: float = 0.5,
+    dead_after: int = DEAD_AFTER,
 ) -> StageResult:
     destination = "provincial"
     own_client = client is None
@@ -122,7 +129,11 @@ def run(
                 lic = dict(doc)
                 lic["QZ"] = [{"ZZQZR": sealer, "ZZQZSJ": _iso_utc(signed_at), "ZZQZMC": seal_name}]
                 items.append(OutboundLicense(key, lic, base64.b64encode(data).decode(), sha))
-            receipts = _send_with_retry(client, items, attempts=attempts, base_delay=base_delay)
+            try:
+                receipts = _send_with_retry(client, items, attempts=attempts, base_delay=base_delay)
+            except DestinationUnavailable as exc:
+                _count_failure(store, destination, [row[0] for row in todo], exc, dead_after)
+                raise
             crash_point(settings.fault, "deliver", batches, "before")
             by_key = {r.idempotency_key: r for r in receipts}
             events = []
@@ -177,6 +188,31 @@ def run(
     return StageResult(
         "deliver", batches, {"delivered": delivered, "rejected": rejected, "duplicates": duplicates}
     )
+
+
+def _count_failure(
+    store: Store, destination: str, ids: list[int], exc: Exception, dead_after: int
+) -> None:
+    """One failed attempt on each row of a batch; rows out of attempts become dead letters."""
+    why = f"{type(exc).__name__}: {exc}"[:1000]
+    with store.session() as s:
+        events = []
+        rows = s.execute(
+            select(DeliveryRow, LicenseRow.identifier, LicenseRow.version)
+            .join(LicenseRow, LicenseRow.id == DeliveryRow.license_id)
+            .where(DeliveryRow.id.in_(ids))
+        ).all()
+        for row, ident, ver in rows:
+            row.attempts += 1
+            row.last_error = why
+            if row.attempts >= dead_after:
+                row.state = "dead"
+                events.append(Event("dead_letter", ident, ver,
+                                    {"destination": destination, "attempts": row.attempts}))  # fmt: skip
+        append(s, events)
+    if events:
+        log.error("deliver %s: %d deliveries are dead letters after %d failed attempts; "
+                  "see `ehub deliveries dead-letters`", destination, len(events), dead_after)  # fmt: skip
 
 
 def _iso_utc(value: datetime) -> str:

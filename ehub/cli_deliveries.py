@@ -1,0 +1,81 @@
+"""``ehub deliveries``: the delivery outbox — status, dead letters, re-driving them."""
+
+from __future__ import annotations
+
+import getpass
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ehub.config import Settings
+
+console = Console(width=None if Console().is_terminal else 160)
+
+
+@click.group("deliveries")
+def deliveries() -> None:
+    """The outbox of deliveries to the platforms."""
+
+
+@deliveries.command()
+def status() -> None:
+    """Rows per destination and state, with the oldest row's age."""
+    from ehub import deliveries as d
+    from ehub.store.db import Store
+
+    store = Store(Settings.from_env().database_url)
+    try:
+        rows = d.status(store)
+    finally:
+        store.dispose()
+    table = Table(title="deliveries")
+    for col in ("destination", "state", "count", "oldest"):
+        table.add_column(col, justify="right" if col == "count" else "left")
+    for r in rows:
+        table.add_row(r.destination, r.state, f"{r.count:,}",
+                      r.oldest.strftime("%Y-%m-%d %H:%M:%S") if r.oldest else "")  # fmt: skip
+    console.print(table)
+
+
+@deliveries.command("dead-letters")
+@click.option("--destination")
+@click.option("--rejected", is_flag=True, help="Show rows the platform rejected instead.")
+@click.option("--limit", default=100, show_default=True)
+def dead_letters(destination: str | None, rejected: bool, limit: int) -> None:
+    """Deliveries that failed every attempt (or were rejected), with the last error."""
+    from ehub import deliveries as d
+    from ehub.store.db import Store
+
+    store = Store(Settings.from_env().database_url)
+    try:
+        rows = d.letters(store, state="rejected" if rejected else "dead",
+                         destination=destination, limit=limit)  # fmt: skip
+    finally:
+        store.dispose()
+    table = Table(title="rejected deliveries" if rejected else "dead letters")
+    for col in ("id", "destination", "license", "v", "attempts", "last error"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(str(r.id), r.destination, r.identifier, str(r.version), str(r.attempts),
+                      r.last_error or "")  # fmt: skip
+    console.print(table)
+    console.print(f"{len(rows)} shown; re-drive with `ehub deliveries retry`")
+
+
+@deliveries.command()
+@click.option("--destination")
+@click.option("--rejected", is_flag=True, help="Re-drive rejected rows (after a fix) instead.")
+@click.option("--id", "ids", type=int, multiple=True, help="Only these rows (repeatable).")
+def retry(destination: str | None, rejected: bool, ids: tuple[int, ...]) -> None:
+    """Put dead letters (or rejected rows) back in the outbox, same idempotency keys."""
+    from ehub import deliveries as d
+    from ehub.store.db import Store
+
+    store = Store(Settings.from_env().database_url)
+    try:
+        n = d.redrive(store, state="rejected" if rejected else "dead", destination=destination,
+                      ids=ids, actor=getpass.getuser())  # fmt: skip
+    finally:
+        store.dispose()
+    console.print(f"{n} deliveries back in the outbox; the next delivery run sends them")
