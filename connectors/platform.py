@@ -148,8 +148,60 @@ class ProvincialClient:
             )
         return out
 
+    def reconciliation(self, day: str) -> PlatformDay:
+        """The platform's report of the versions it received on ``day`` (+08:00)."""
+        try:
+            resp = self._client.get(f"/api/v1/reconciliation/{day}")
+        except httpx.TransportError as exc:
+            raise PlatformUnavailable(
+                f"provincial platform {self.base_url}: reconciliation report for {day} "
+                f"unavailable ({exc.__class__.__name__}: {exc})"
+            ) from exc
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise PlatformUnavailable(
+                f"provincial platform answered HTTP {resp.status_code} to the reconciliation "
+                f"report for {day}",
+                retry_after=_retry_after(resp),
+            )
+        if resp.status_code != 200:
+            raise DestinationRejected(
+                f"provincial platform refused the reconciliation report for {day}: "
+                f"HTTP {resp.status_code} {resp.text[:300]}"
+            )
+        try:
+            body = resp.json()
+            items = [(str(i["identifier"]), int(i["version"]), str(i["receipt_id"]))
+                     for i in body["items"]]  # fmt: skip
+            return PlatformDay(day, int(body["count"]), str(body["digest"]), items)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PlatformUnavailable(
+                f"provincial platform sent a malformed reconciliation report for {day}"
+            ) from exc
+
+    def held_versions(self, identifier: str) -> set[int]:
+        """Versions of ``identifier`` the platform holds (any day)."""
+        resp = self._client.get(f"/api/v1/licenses/{identifier}")
+        if resp.status_code == 404:
+            return set()
+        if resp.status_code != 200:
+            raise PlatformUnavailable(
+                f"provincial platform answered HTTP {resp.status_code} for {identifier}"
+            )
+        return {int(v["version"]) for v in resp.json()["versions"]}
+
     def close(self) -> None:
         self._client.close()
+
+
+@dataclass(frozen=True)
+class PlatformDay:
+    """A platform's reconciliation report of one day."""
+
+    day: str
+    count: int
+    digest: str
+    items: list[tuple[str, int, str]]
+    """(identifier, version, receipt id) received that day."""
 
 
 def _retry_after(resp: httpx.Response) -> float | None:

@@ -63,6 +63,25 @@ def feed_return():
     publish()
 
 
+@dag(
+    dag_id="reconcile__provincial",
+    schedule="0 1 * * *",  # 01:00 China Standard Time: yesterday is complete
+    start_date=START,
+    **COMMON,
+    tags=["ehub", "delivery", "reconciliation"],
+    doc_md="Yesterday's delivered set against the provincial platform's report (count + "
+    "digest); missing versions re-queued with their idempotency keys, unknown ones flagged. "
+    "On demand: `ehub reconcile --date D`.",
+)
+def reconcile_provincial():
+    @task(doc="Retry: re-reading both sides is harmless; a re-queued row is sent once.")
+    def reconcile() -> dict[str, object]:
+        return run_stage_task("reconcile")
+
+    reconcile()
+
+
 seal_licenses()
 deliver_provincial()
 feed_return()
+reconcile_provincial()

@@ -79,3 +79,45 @@ def retry(destination: str | None, rejected: bool, ids: tuple[int, ...]) -> None
     finally:
         store.dispose()
     console.print(f"{n} deliveries back in the outbox; the next delivery run sends them")
+
+
+@click.command("reconcile")
+@click.option("--date", "day", required=True, help="The day (YYYY-MM-DD, China Standard Time).")
+@click.option("--destination", default="provincial", show_default=True,
+              type=click.Choice(["provincial"]))  # fmt: skip
+@click.option("--no-redeliver", is_flag=True, help="Report only; re-queue nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the machine report.")
+def reconcile(day: str, destination: str, no_redeliver: bool, as_json: bool) -> None:
+    """Compare a day's delivered set with the platform's report; re-queue what it lacks."""
+    import json
+    from datetime import date
+
+    from connectors.platform import ProvincialClient
+    from ehub.pipeline.reconcile import reconcile as run
+    from ehub.store.db import Store
+
+    try:
+        when = date.fromisoformat(day)
+    except ValueError as exc:
+        raise click.BadParameter(f"not a date: {day!r}", param_hint="--date") from exc
+    settings = Settings.from_env()
+    store = Store(settings.database_url)
+    client = ProvincialClient(settings.require("provincial_url"), settings.provincial_token)
+    try:
+        r = run(store, client, when, destination=destination, redeliver=not no_redeliver)
+    finally:
+        client.close()
+        store.dispose()
+    if as_json:
+        click.echo(json.dumps(r.as_dict(), ensure_ascii=False, indent=2))
+        return
+    state = "[green]match[/]" if r.matched else "[red]differ[/]"
+    console.print(f"{r.destination} {r.day}: hub {r.hub_count}, platform {r.platform_count}; "
+                  f"digests {state}")  # fmt: skip
+    if r.straddling:
+        console.print(f"  {r.straddling} received by the platform on the other side of midnight")
+    for ident, ver in r.missing:
+        console.print(f"  [red]missing at the platform[/] {ident} v{ver}"
+                      + (" — re-queued" if r.redelivered else ""))  # fmt: skip
+    for ident, ver, receipt in r.unknown_to_hub:
+        console.print(f"  [yellow]unknown to the hub[/] {ident} v{ver} (receipt {receipt})")

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 
 from ehub.config import Settings
-from ehub.pipeline import StageResult, deliver, extract, normalize, publish, seal
+from ehub.pipeline import StageResult, deliver, extract, normalize, publish, reconcile, seal
 from ehub.sources.loader import find_spec
 from ehub.store.db import Store
 
@@ -27,6 +27,7 @@ STAGES: dict[str, Callable[[Settings, Store], StageResult]] = {
     "seal": seal.run,
     "deliver": deliver.run,
     "publish": publish.run,
+    "reconcile": reconcile.run,
 }
 SOURCE_STAGES = {"extract": extract.run, "normalize": normalize.run}
 

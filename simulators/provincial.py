@@ -17,6 +17,9 @@ Endpoints:
   the same (ZZBS, BBH) under another key is ``CONFLICT``. Per-token rate
   limit → 429 with ``Retry-After``.
 - ``GET /api/v1/licenses/{identifier}`` — versions held (auth required; 404 if none).
+- ``GET /api/v1/reconciliation/{YYYY-MM-DD}`` — the day's report (China Standard
+  Time): versions received that day, their count and an order-independent digest
+  (SHA-256 of the sorted ``identifier|version`` lines joined by newlines).
 - ``GET /healthz``; admin (no auth, loopback tool): ``GET /admin/stats``,
   ``GET /admin/licenses``, ``DELETE /admin/licenses/{identifier}/{version}``,
   ``POST /admin/faults``, ``DELETE /admin/faults``.
@@ -34,12 +37,13 @@ up has in fact delivered; ``slow`` is the same with a shorter default delay;
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
 import os
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +60,8 @@ from simulators.provincial_checks import (
 )
 from simulators.provincial_faults import DroppedConnection, FaultInjector, FaultRequest, RateLimiter
 from simulators.provincial_store import ProvincialStore, StoredVersion
+
+CST = timezone(timedelta(hours=8))
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +295,24 @@ def create_app(
         for v in held:
             v["license"] = json.loads(v["license"])
         return JSONResponse({"identifier": identifier, "versions": held})
+
+    @app.get("/api/v1/reconciliation/{day}")
+    def reconciliation(day: str, request: Request) -> Response:
+        """The versions received on ``day`` (China Standard Time), with their count and
+        an order-independent digest: SHA-256 of the sorted ``identifier|version`` lines."""
+        if bearer(request) is None:
+            return unauthorized()
+        try:
+            start = datetime.combine(date.fromisoformat(day), time(), tzinfo=CST)
+        except ValueError:
+            return _error(422, "SCHEMA", f"day must be YYYY-MM-DD, not {day!r}")
+        utc = [(start + timedelta(days=n)).astimezone(UTC).isoformat(timespec="milliseconds")
+               for n in (0, 1)]  # fmt: skip
+        items = platform.store.received_between(utc[0], utc[1])
+        lines = sorted(f"{i['identifier']}|{i['version']}" for i in items)
+        digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+        return JSONResponse({"day": day, "timezone": "+08:00", "count": len(items),
+                             "digest": digest, "items": items})  # fmt: skip
 
     @app.get("/admin/stats")
     def stats() -> dict[str, Any]:

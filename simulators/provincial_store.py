@@ -166,6 +166,17 @@ class ProvincialStore:
         keys = ("identifier", "version", "receipt_id", "received_at")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
+    def received_between(self, start: str, end: str) -> list[dict[str, Any]]:
+        """Versions received in [start, end) (ISO-8601 UTC instants, as stored)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT identifier, version, receipt_id FROM licenses"
+                " WHERE received_at >= ? AND received_at < ? ORDER BY identifier, version",
+                (start, end),
+            ).fetchall()
+        keys = ("identifier", "version", "receipt_id")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
     def versions_of(self, identifier: str) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._conn.execute(
