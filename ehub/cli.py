@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 
 from ehub.cli_api_client import api_client
-from ehub.cli_deliveries import deliveries, reconcile
+from ehub.cli_deliveries import crosscheck, deliveries, reconcile
 from ehub.cli_hsm import hsm
 from ehub.cli_license import license_
 from ehub.cli_pki import pki
@@ -41,6 +41,7 @@ def main(verbose: bool) -> None:
 main.add_command(api_client)
 main.add_command(deliveries)
 main.add_command(reconcile)
+main.add_command(crosscheck)
 main.add_command(hsm)
 main.add_command(pki)
 main.add_command(license_)

@@ -121,3 +121,33 @@ def reconcile(day: str, destination: str, no_redeliver: bool, as_json: bool) -> 
                       + (" — re-queued" if r.redelivered else ""))  # fmt: skip
     for ident, ver, receipt in r.unknown_to_hub:
         console.print(f"  [yellow]unknown to the hub[/] {ident} v{ver} (receipt {receipt})")
+
+
+@click.command("crosscheck")
+@click.option("--json", "as_json", is_flag=True, help="Print the machine report.")
+def crosscheck(as_json: bool) -> None:
+    """Licenses against case records, both ways: granted cases without a license,
+    licenses whose related case is unknown or unfinished. Exit 1 when any is found."""
+    import json
+
+    from ehub.crosscheck import cross_check
+    from ehub.store.db import Store
+
+    store = Store(Settings.from_env().database_url)
+    try:
+        r = cross_check(store)
+    finally:
+        store.dispose()
+    if as_json:
+        click.echo(json.dumps(r.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        console.print(f"{r.cases_granted} granted cases, {r.licenses_with_case} related cases "
+                      f"named by licenses: {'consistent' if r.consistent else r.counts()}")  # fmt: skip
+        for n in r.granted_without_license:
+            console.print(f"  granted case without license: {n}")
+        for ident, n in r.license_case_unknown:
+            console.print(f"  license {ident}: related case {n} unknown")
+        for ident, n, st in r.license_case_unfinished:
+            console.print(f"  license {ident}: related case {n} is {st}")
+    if not r.consistent:
+        raise SystemExit(1)

@@ -153,14 +153,22 @@ def _record(store: Store, r: Reconciliation, requeue: dict[tuple[str, int], int]
 
 
 def run(settings: Settings, store: Store, *, day: date | None = None) -> StageResult:
-    """The daily run: yesterday (China Standard Time) at the provincial platform."""
+    """The daily run: yesterday (China Standard Time) at the provincial platform, and
+    the licenses cross-checked against the case records (:mod:`ehub.crosscheck`)."""
+    from ehub.crosscheck import cross_check
+
     day = day or (datetime.now(CST).date() - timedelta(days=1))
     client = ProvincialClient(settings.require("provincial_url"), settings.provincial_token)
     try:
         r = reconcile(store, client, day)
     finally:
         client.close()
-    return StageResult("reconcile", 1, {
+    check = cross_check(store)
+    with store.session() as s:
+        append(s, [Event("cross_checked", "licenses/cases", None, check.counts())])
+    if not check.consistent:
+        log.warning("cross-check: %s (see `ehub crosscheck`)", check.counts())
+    return StageResult("reconcile", 1, {**check.counts(),
         "hub": r.hub_count, "platform": r.platform_count, "matched": int(r.matched),
         "missing": len(r.missing), "redelivered": r.redelivered,
         "unknown_to_hub": len(r.unknown_to_hub),

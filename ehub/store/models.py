@@ -57,7 +57,7 @@ class Source(Base):
     __tablename__ = "sources"
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     department: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(20))  # sql | rest | files | kafka
+    kind: Mapped[str] = mapped_column(String(20))  # sql | rest | files | kafka | api
     record_kind: Mapped[str] = mapped_column(String(20))  # license | case
     created_at: Mapped[datetime]
 
