@@ -47,6 +47,8 @@ class Receipt:
     message: str | None
     duplicate: bool
     raw: dict[str, Any]
+    transient: bool = False
+    """Not processed this time (the platform said: send it again, same key)."""
 
 
 class PlatformUnavailable(DestinationUnavailable):
@@ -144,6 +146,7 @@ class ProvincialClient:
                     message=r.get("message"),
                     duplicate=bool(r.get("duplicate", False)),
                     raw=r,
+                    transient=r.get("status") not in ("accepted", "rejected"),
                 )
             )
         return out

@@ -22,7 +22,8 @@ Endpoints:
   (SHA-256 of the sorted ``identifier|version`` lines joined by newlines).
 - ``GET /healthz``; admin (no auth, loopback tool): ``GET /admin/stats``,
   ``GET /admin/licenses``, ``DELETE /admin/licenses/{identifier}/{version}``,
-  ``POST /admin/faults``, ``DELETE /admin/faults``.
+  ``POST /admin/faults``, ``POST /admin/faults/mix`` (several kinds at once, each
+  at its rate), ``DELETE /admin/faults``.
 
 Faults (batch endpoint only, drawn after auth and rate limit): ``http500``,
 ``http503`` / ``http429`` (with ``Retry-After``) store nothing; ``reset`` sends
@@ -31,6 +32,8 @@ must close a connection whose response the app left incomplete; no receipt
 reaches the client, nothing is stored); ``timeout`` sleeps ``delay`` (default
 ``timeout_delay``) and then processes the batch normally, so a client that gave
 up has in fact delivered; ``slow`` is the same with a shorter default delay;
+``partial`` processes every other item and answers the rest with a retryable
+``{"status": "error", "error_code": "TEMPORARY"}`` receipt;
 ``lose_receipt`` stores the batch and answers 502.
 """
 
@@ -58,7 +61,13 @@ from simulators.provincial_checks import (
     SignatureCheck,
     check_item,
 )
-from simulators.provincial_faults import DroppedConnection, FaultInjector, FaultRequest, RateLimiter
+from simulators.provincial_faults import (
+    DroppedConnection,
+    FaultInjector,
+    FaultMix,
+    FaultRequest,
+    RateLimiter,
+)
 from simulators.provincial_store import ProvincialStore, StoredVersion
 
 CST = timezone(timedelta(hours=8))
@@ -157,6 +166,19 @@ class _Platform:
             for kept in stored:
                 (self.documents_dir / f"{kept.document_sha256}.pdf").write_bytes(kept.document)
         return receipts
+
+
+def _partial(platform: _Platform, items: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Partial batch failure: every other item is not processed and gets a retryable
+    error receipt; the rest are processed normally."""
+    keep = items[::2]
+    done = {r["idempotency_key"]: r for r in platform.process(keep)}
+    return [
+        done.get(key) or {"idempotency_key": key, "status": "error", "retryable": True,
+                          "error_code": "TEMPORARY", "message": "injected fault: not processed, "
+                          "send again with the same idempotency key"}
+        for key, _ in items
+    ]  # fmt: skip
 
 
 def _accepted(key: str, receipt_id: str, *, duplicate: bool) -> dict[str, Any]:
@@ -278,7 +300,10 @@ def create_app(
         parsed = _parse_envelope(raw, max_items)
         if isinstance(parsed, JSONResponse):
             return parsed
-        receipts = await run_in_threadpool(platform.process, parsed)
+        if fault is not None and fault.kind == "partial":
+            receipts = await run_in_threadpool(_partial, platform, parsed)
+        else:
+            receipts = await run_in_threadpool(platform.process, parsed)
         accepted = sum(r["status"] == "accepted" for r in receipts)
         log.info("provincial simulator: batch of %d items, %d accepted", len(receipts), accepted)
         if fault is not None and fault.kind == "lose_receipt":
@@ -336,6 +361,11 @@ def create_app(
     @app.post("/admin/faults")
     def set_fault(fault: FaultRequest) -> dict[str, Any] | None:
         faults.set(fault)
+        return faults.describe()
+
+    @app.post("/admin/faults/mix")
+    def set_fault_mix(mix: FaultMix) -> dict[str, Any] | None:
+        faults.set_mix(mix)
         return faults.describe()
 
     @app.delete("/admin/faults")

@@ -79,7 +79,7 @@ def run(
     if client is None:
         client = ProvincialClient(settings.require("provincial_url"), settings.provincial_token)
     size = min(settings.batch_size, MAX_BATCH)
-    batches = delivered = rejected = duplicates = 0
+    batches = delivered = rejected = duplicates = retry_later = 0
     last_id = 0
     try:
         while True:
@@ -143,6 +143,15 @@ def run(
                     row = s.get(DeliveryRow, did)
                     assert row is not None
                     row.attempts += 1
+                    if r.transient:  # not processed: stays in the outbox, same key
+                        row.last_error = f"{r.error_code or 'TRANSIENT'}: {r.message or ''}"[:1000]
+                        retry_later += 1
+                        if row.attempts >= dead_after:
+                            row.state = "dead"
+                            events.append(Event("dead_letter", ident, ver,
+                                                {"destination": destination,
+                                                 "attempts": row.attempts}))  # fmt: skip
+                        continue
                     row.receipt = r.raw
                     if r.accepted:
                         row.state, row.receipt_id, row.delivered_at = (
@@ -186,8 +195,11 @@ def run(
         rejected,
     )
     return StageResult(
-        "deliver", batches, {"delivered": delivered, "rejected": rejected, "duplicates": duplicates}
-    )
+        "deliver",
+        batches,
+        {"delivered": delivered, "rejected": rejected, "duplicates": duplicates,
+         "retry_later": retry_later},
+    )  # fmt: skip
 
 
 def _count_failure(

@@ -24,7 +24,7 @@ def ingest_market(
     """Extract and normalize the market-regulation database at ``url``."""
     spec = find_spec(MARKET)
     monkeypatch.setenv(
-        env_name(spec.connection), json.dumps({"conn_type": "generic", "extra": {"url": url}})
+        env_name(spec.connection or ""), json.dumps({"conn_type": "generic", "extra": {"url": url}})
     )
     extract.run(settings, store, spec)
     normalize.run(settings, store, spec)

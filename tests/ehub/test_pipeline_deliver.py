@@ -93,7 +93,7 @@ def test_platform_rejection_is_recorded_per_record_with_the_platform_reason(env:
         row = s.scalars(select(LicenseRow).order_by(LicenseRow.id).limit(1)).one()
         row.document = {**row.document, "ZZBS": row.document["ZZBS"][:-1] + "#"}
     result = deliver.run(env.settings, env.store, client=_client(env.platform), base_delay=0.01)
-    assert result.counts == {"delivered": 29, "rejected": 1, "duplicates": 0}
+    assert result.counts == {"delivered": 29, "rejected": 1, "duplicates": 0, "retry_later": 0}
     with env.store.session() as s:
         [err] = s.scalars(
             select(DeliveryRow.last_error).where(DeliveryRow.state == "rejected")
@@ -200,3 +200,15 @@ def test_reconcile_cli_names_a_bad_day_and_an_unreachable_platform(
     down = CliRunner().invoke(main, ["reconcile", "--date", "2026-11-21"])
     assert down.exit_code != 0
     assert "127.0.0.1:1" in (down.output + str(down.exception))
+
+
+def test_a_partial_batch_failure_leaves_the_unprocessed_items_for_the_next_run(env: Env) -> None:
+    env.platform.post("/admin/faults", json={"kind": "partial", "rate": 1.0, "count": 1})
+    first = deliver.run(env.settings, env.store, client=_client(env.platform), base_delay=0.01)
+    assert (first.counts["delivered"], first.counts["retry_later"]) == (25, 5)
+    with env.store.session() as s:
+        errors = s.scalars(select(DeliveryRow.last_error).where(DeliveryRow.state == "pending"))
+        assert all(e and e.startswith("TEMPORARY") for e in errors)
+    second = deliver.run(env.settings, env.store, client=_client(env.platform), base_delay=0.01)
+    assert second.counts["delivered"] == 5 and second.counts["duplicates"] == 0
+    assert _states(env.store) == {"delivered": 30} and _held(env.platform) == 30
