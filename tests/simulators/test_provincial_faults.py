@@ -113,3 +113,32 @@ def test_rate_limit_answers_429_with_retry_after(state_dir: Path) -> None:
     assert client.get("/admin/stats").json()["rate_limited"] == len(limited)
     time.sleep(1.05)
     assert post(client, item("later", license_json("LATER01"))).status_code == 200
+
+
+def test_a_fault_mix_fires_each_kind_at_its_rate(client: TestClient) -> None:
+    too_much = {"faults": [{"kind": "http500", "rate": 0.6}, {"kind": "reset", "rate": 0.6}]}
+    assert client.post("/admin/faults/mix", json=too_much).status_code == 422
+    mix = {"faults": [{"kind": "http500", "rate": 0.3}, {"kind": "http503", "rate": 0.3}],
+           "seed": 1}  # fmt: skip
+    assert client.post("/admin/faults/mix", json=mix).status_code == 200
+    codes = [post(client, item(f"m{n}", license_json(f"M{n:07d}"))).status_code
+             for n in range(200)]  # fmt: skip
+    fired = client.get("/admin/stats").json()["fault"]["fired_by_kind"]
+    assert codes.count(500) == fired["http500"] and codes.count(503) == fired["http503"]
+    assert 40 <= fired["http500"] <= 80 and 40 <= fired["http503"] <= 80  # ~60 each of 200
+    assert versions(client) == codes.count(200)
+
+
+def test_a_partial_failure_stores_every_other_item_and_asks_for_the_rest_again(
+    client: TestClient,
+) -> None:
+    client.post("/admin/faults", json={"kind": "partial", "count": 1})
+    items = [item(f"p{n}", license_json(f"P{n:07d}")) for n in range(4)]
+    receipts = post(client, *items).json()["receipts"]
+    assert [r["status"] for r in receipts] == ["accepted", "error", "accepted", "error"]
+    assert all(r["retryable"] for r in receipts if r["status"] == "error")
+    assert versions(client) == 2
+    again = post(client, *items).json()["receipts"]
+    assert [r["status"] for r in again] == ["accepted"] * 4
+    assert [r["duplicate"] for r in again] == [True, False, True, False]
+    assert versions(client) == 4
