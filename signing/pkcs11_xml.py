@@ -23,7 +23,7 @@ Get the material with :meth:`signing.pkcs11_sealer.Pkcs11Sealer.xml_material`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -104,7 +104,27 @@ def _issuer_in(cert: x509.Certificate, pool: list[x509.Certificate]) -> x509.Cer
     return None
 
 
-class TokenEcKey(ec.EllipticCurvePrivateKey):
+class _InToken:
+    """What both token keys share: nothing leaves the token; copies are the key itself."""
+
+    name: str
+
+    def private_bytes(
+        self,
+        encoding: serialization.Encoding,
+        format: serialization.PrivateFormat,
+        encryption_algorithm: serialization.KeySerializationEncryption,
+    ) -> bytes:
+        raise _not_exportable(self.name)
+
+    def __copy__(self) -> Self:
+        return self  # immutable, like cryptography's own keys
+
+    def __deepcopy__(self, memo: dict[Any, Any]) -> Self:
+        return self
+
+
+class TokenEcKey(_InToken, ec.EllipticCurvePrivateKey):
     """An EC private key in a token: signs (ECDSA, SHA-2) and nothing else."""
 
     def __init__(self, signer: RawSigner, public: ec.EllipticCurvePublicKey, name: str) -> None:
@@ -152,22 +172,8 @@ class TokenEcKey(ec.EllipticCurvePrivateKey):
     def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
         raise _not_exportable(self.name)
 
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        raise _not_exportable(self.name)
 
-    def __copy__(self) -> TokenEcKey:
-        return self  # immutable, like cryptography's own keys
-
-    def __deepcopy__(self, memo: dict[Any, Any]) -> TokenEcKey:
-        return self
-
-
-class TokenRsaKey(rsa.RSAPrivateKey):
+class TokenRsaKey(_InToken, rsa.RSAPrivateKey):
     """An RSA private key in a token: signs (PKCS#1 v1.5, SHA-2) and nothing else."""
 
     def __init__(self, signer: RawSigner, public: rsa.RSAPublicKey, name: str) -> None:
@@ -212,20 +218,6 @@ class TokenRsaKey(rsa.RSAPrivateKey):
 
     def private_numbers(self) -> rsa.RSAPrivateNumbers:
         raise _not_exportable(self.name)
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        raise _not_exportable(self.name)
-
-    def __copy__(self) -> TokenRsaKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[Any, Any]) -> TokenRsaKey:
-        return self
 
 
 def _digest_name(algorithm: object, name: str) -> str:
