@@ -21,8 +21,15 @@ from typing import Any
 import httpx
 
 from connectors.errors import DestinationRejected, DestinationUnavailable
+from connectors.tls import ClientTls
 
 log = logging.getLogger(__name__)
+
+#: Where each platform lists the versions it holds of one record, per kind.
+HELD_PATHS = {
+    "provincial": {"license": "/api/v1/licenses", "case": "/api/v1/cases"},
+    "national": {"license": "/api/v1/catalog", "case": "/api/v1/cases", "seal": "/api/v1/seals"},
+}
 
 
 @dataclass(frozen=True)
@@ -72,19 +79,24 @@ class ProvincialClient:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
         verify: bool | str = True,
+        tls: ClientTls | None = None,
     ) -> None:
+        """``tls``: the CA bundle and the hub's client certificate for a platform that
+        requires mutual TLS (it replaces ``verify``); ``None``: httpx's defaults."""
         self._client = httpx.Client(
             base_url=base_url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
             transport=transport,
-            verify=verify,
+            verify=tls.ssl_context() if tls is not None else verify,
         )
         self.base_url = base_url
 
     def send_licenses(self, items: Sequence[OutboundLicense]) -> list[Receipt]:
-        body = {
-            "items": [
+        """Post license versions with their sealed documents (``/api/v1/licenses/batch``)."""
+        return self.send(
+            "/api/v1/licenses/batch",
+            [
                 {
                     "idempotency_key": it.idempotency_key,
                     "license": it.license,
@@ -95,51 +107,59 @@ class ProvincialClient:
                     },
                 }
                 for it in items
-            ]
-        }
+            ],
+        )
+
+    def send(self, endpoint: str, items: Sequence[dict[str, Any]]) -> list[Receipt]:
+        """Post one batch (``{"items": items}``, each with its ``idempotency_key``) to a
+        batch endpoint of the contract; one :class:`Receipt` per item, in item order."""
+        name = f"{self.destination} platform {self.base_url}"
         try:
-            resp = self._client.post("/api/v1/licenses/batch", json=body)
+            resp = self._client.post(endpoint, json={"items": list(items)})
         except httpx.TimeoutException as exc:
             raise PlatformUnavailable(
-                f"provincial platform {self.base_url} timed out after sending "
-                f"{len(items)} items; they will be re-sent with the same idempotency keys"
+                f"{name} timed out after sending {len(items)} items to {endpoint}; they will "
+                "be re-sent with the same idempotency keys"
             ) from exc
         except httpx.TransportError as exc:
             raise PlatformUnavailable(
-                f"provincial platform {self.base_url} is unreachable ({exc.__class__.__name__}: "
-                f"{exc}); check that it is running (dev: `ehub dev up`)"
+                f"{name} is unreachable ({exc.__class__.__name__}: {exc}); check that it is "
+                "running (dev: `ehub dev up`)"
             ) from exc
-        log.info("provincial: POST batch of %d -> HTTP %d", len(items), resp.status_code)
+        log.info("%s: POST %s batch of %d -> HTTP %d", self.destination, endpoint, len(items),
+                 resp.status_code)  # fmt: skip
         if resp.status_code == 429 or resp.status_code >= 500:
             retry_after = _retry_after(resp)
             raise PlatformUnavailable(
-                f"provincial platform answered HTTP {resp.status_code}"
+                f"{self.destination} platform answered HTTP {resp.status_code} to {endpoint}"
                 + (f" (retry after {retry_after:g}s)" if retry_after is not None else ""),
                 retry_after=retry_after,
             )
         if resp.status_code != 200:
             raise DestinationRejected(
-                f"provincial platform refused the batch: HTTP {resp.status_code} {resp.text[:300]}"
+                f"{self.destination} platform refused the batch to {endpoint}: "
+                f"HTTP {resp.status_code} {resp.text[:300]}"
             )
         try:
             receipts = resp.json()["receipts"]
             by_key = {r["idempotency_key"]: r for r in receipts}
         except (ValueError, KeyError, TypeError) as exc:
             raise PlatformUnavailable(
-                "provincial platform sent a malformed receipt list; the batch counts as "
-                "not delivered and will be re-sent with the same keys"
+                f"{self.destination} platform sent a malformed receipt list; the batch counts "
+                "as not delivered and will be re-sent with the same keys"
             ) from exc
         out: list[Receipt] = []
         for it in items:
-            r = by_key.get(it.idempotency_key)
-            if r is None:
+            key = it["idempotency_key"]
+            r = by_key.get(key)
+            if not isinstance(r, dict):
                 raise PlatformUnavailable(
-                    f"provincial platform returned no receipt for key {it.idempotency_key}; "
+                    f"{self.destination} platform returned no receipt for key {key}; "
                     "the batch will be re-sent with the same keys"
                 )
             out.append(
                 Receipt(
-                    idempotency_key=it.idempotency_key,
+                    idempotency_key=key,
                     accepted=r.get("status") == "accepted",
                     receipt_id=r.get("receipt_id"),
                     error_code=r.get("error_code"),
@@ -151,49 +171,52 @@ class ProvincialClient:
             )
         return out
 
-    def reconciliation(self, day: str) -> PlatformDay:
-        """The platform's report of the versions it received on ``day`` (+08:00)."""
+    def reconciliation(self, day: str, kind: str = "license") -> PlatformDay:
+        """The platform's report of the ``kind`` versions it received on ``day`` (+08:00)."""
+        what = (
+            f"{self.destination} platform {self.base_url}: {kind} reconciliation report for {day}"
+        )
         try:
-            resp = self._client.get(f"/api/v1/reconciliation/{day}")
+            resp = self._client.get(f"/api/v1/reconciliation/{day}", params={"kind": kind})
         except httpx.TransportError as exc:
             raise PlatformUnavailable(
-                f"provincial platform {self.base_url}: reconciliation report for {day} "
-                f"unavailable ({exc.__class__.__name__}: {exc})"
+                f"{what} unavailable ({exc.__class__.__name__}: {exc})"
             ) from exc
         if resp.status_code == 429 or resp.status_code >= 500:
             raise PlatformUnavailable(
-                f"provincial platform answered HTTP {resp.status_code} to the reconciliation "
-                f"report for {day}",
-                retry_after=_retry_after(resp),
+                f"{what}: HTTP {resp.status_code}", retry_after=_retry_after(resp)
             )
         if resp.status_code != 200:
-            raise DestinationRejected(
-                f"provincial platform refused the reconciliation report for {day}: "
-                f"HTTP {resp.status_code} {resp.text[:300]}"
-            )
+            raise DestinationRejected(f"{what} refused: HTTP {resp.status_code} {resp.text[:300]}")
         try:
             body = resp.json()
             items = [(str(i["identifier"]), int(i["version"]), str(i["receipt_id"]))
                      for i in body["items"]]  # fmt: skip
             return PlatformDay(day, int(body["count"]), str(body["digest"]), items)
         except (ValueError, KeyError, TypeError) as exc:
-            raise PlatformUnavailable(
-                f"provincial platform sent a malformed reconciliation report for {day}"
-            ) from exc
+            raise PlatformUnavailable(f"{what} is malformed") from exc
 
-    def held_versions(self, identifier: str) -> set[int]:
+    def held_versions(self, identifier: str, kind: str = "license") -> set[int]:
         """Versions of ``identifier`` the platform holds (any day)."""
-        resp = self._client.get(f"/api/v1/licenses/{identifier}")
+        path = HELD_PATHS[self.destination][kind]
+        resp = self._client.get(f"{path}/{identifier}")
         if resp.status_code == 404:
             return set()
         if resp.status_code != 200:
             raise PlatformUnavailable(
-                f"provincial platform answered HTTP {resp.status_code} for {identifier}"
+                f"{self.destination} platform answered HTTP {resp.status_code} for {identifier}"
             )
         return {int(v["version"]) for v in resp.json()["versions"]}
 
     def close(self) -> None:
         self._client.close()
+
+
+class NationalClient(ProvincialClient):
+    """Client of the national platform: the same batch protocol, its own endpoints
+    (catalog entries, case records, seal registrations; see ``schemas/``)."""
+
+    destination = "national"
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,14 @@ carries counts only; every task is idempotent.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, task
-from ehub_dag_common import COMMON, NORMALIZED_LICENSES, SEALED_LICENSES, run_stage_task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+from ehub_dag_common import (
+    COMMON,
+    NORMALIZED_CASES,
+    NORMALIZED_LICENSES,
+    SEALED_LICENSES,
+    run_stage_task,
+)
 
 START = pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai")
 
@@ -31,20 +37,30 @@ def seal_licenses():
     seal()
 
 
-@dag(
-    dag_id="deliver__provincial",
-    schedule=[SEALED_LICENSES],
-    start_date=START,
-    **COMMON,
-    tags=["ehub", "delivery"],
-    doc_md="Sealed licenses to the provincial platform, with idempotency keys and receipts.",
-)
-def deliver_provincial():
-    @task(doc="Retry: re-sends pending items with the same idempotency keys; no double insert.")
-    def deliver() -> dict[str, object]:
-        return run_stage_task("deliver")
+def _delivery_dag(destination: str, stage: str, what: str):
+    @dag(
+        dag_id=f"deliver__{destination}",
+        # New sealed licenses or case records trigger a run at once; the sweep every
+        # 10 minutes sends what an earlier run left (a platform that was down, a
+        # seal registration, a re-driven dead letter, a reconciliation re-queue).
+        schedule=AssetOrTimeSchedule(
+            timetable=CronTriggerTimetable("*/10 * * * *", timezone="Asia/Shanghai"),
+            assets=(SEALED_LICENSES | NORMALIZED_CASES),
+        ),
+        start_date=START,
+        **COMMON,
+        tags=["ehub", "delivery"],
+        doc_md=f"Pending outbox rows to the {destination} platform ({what}), with "
+        "idempotency keys, receipts, dead letters and a circuit breaker.",
+    )
+    def deliver_dag():
+        @task(doc="Retry: re-sends pending items with the same idempotency keys; no double insert.")
+        def deliver() -> dict[str, object]:
+            return run_stage_task(stage)
 
-    deliver()
+        deliver()
+
+    return deliver_dag()
 
 
 @dag(
@@ -64,16 +80,16 @@ def feed_return():
 
 
 @dag(
-    dag_id="reconcile__provincial",
+    dag_id="reconcile__platforms",
     schedule="0 1 * * *",  # 01:00 China Standard Time: yesterday is complete
     start_date=START,
     **COMMON,
     tags=["ehub", "delivery", "reconciliation"],
-    doc_md="Yesterday's delivered set against the provincial platform's report (count + "
-    "digest); missing versions re-queued with their idempotency keys, unknown ones flagged. "
-    "On demand: `ehub reconcile --date D`.",
+    doc_md="Yesterday's delivered sets against each platform's reports, per kind (count + "
+    "digest); missing versions re-queued with their idempotency keys, unknown ones flagged; "
+    "licenses cross-checked against case records. On demand: `ehub reconcile --date D`.",
 )
-def reconcile_provincial():
+def reconcile_platforms():
     @task(doc="Retry: re-reading both sides is harmless; a re-queued row is sent once.")
     def reconcile() -> dict[str, object]:
         return run_stage_task("reconcile")
@@ -82,6 +98,9 @@ def reconcile_provincial():
 
 
 seal_licenses()
-deliver_provincial()
+_delivery_dag("provincial", "deliver", "licenses with their sealed PDFs, case records")
+_delivery_dag(
+    "national", "deliver_national", "seal registrations, license catalog entries, case records"
+)
 feed_return()
-reconcile_provincial()
+reconcile_platforms()

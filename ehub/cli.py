@@ -122,7 +122,10 @@ def run(dag_ids: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.argument("stage", type=click.Choice(["extract", "normalize", "seal", "deliver", "publish"]))
+@click.argument(
+    "stage",
+    type=click.Choice(["extract", "normalize", "seal", "deliver", "deliver_national", "publish"]),
+)
 @click.option(
     "--source", "source_id", help="Source id for extract/normalize (default: every spec)."
 )

@@ -14,9 +14,12 @@ import json
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ehub.errors import ConfigError
+
+if TYPE_CHECKING:
+    from connectors.tls import ClientTls
 
 ENV_PREFIX = "EHUB_"
 
@@ -42,6 +45,17 @@ class Settings:
     """Base URL of the provincial platform."""
     provincial_token: str = field(default="", repr=False)
     """Bearer token for the provincial platform (secret: never logged)."""
+    platform_ca_bundle: str = ""
+    """PEM file of the CAs the platforms' server certificates must chain to;
+    empty: the public CAs httpx trusts."""
+    platform_client_cert: str = ""
+    """PEM file of the hub's TLS client certificate (mutual TLS); empty: none."""
+    platform_client_key: str = ""
+    """PEM file of that certificate's unencrypted key (a path, never the key)."""
+    national_url: str = ""
+    """Base URL of the national platform."""
+    national_token: str = field(default="", repr=False)
+    """Bearer token for the national platform (secret: never logged)."""
     market_regulation_url: str = ""
     """SQLAlchemy URL of the market-regulation department database."""
     batch_size: int = 200
@@ -87,6 +101,11 @@ class Settings:
             broker=pick("broker"),
             provincial_url=pick("provincial_url"),
             provincial_token=pick("provincial_token", "dev-provincial-token"),
+            platform_ca_bundle=pick("platform_ca_bundle"),
+            platform_client_cert=pick("platform_client_cert"),
+            platform_client_key=pick("platform_client_key"),
+            national_url=pick("national_url"),
+            national_token=pick("national_token", "dev-national-token"),
             market_regulation_url=pick(
                 "market_regulation_url", f"sqlite:///{home / 'sim' / 'market_regulation.db'}"
             ),
@@ -100,6 +119,14 @@ class Settings:
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         return replace(settings, **overrides) if overrides else settings
+
+    def platform_tls(self) -> ClientTls | None:
+        """TLS of the links to the platforms, or ``None`` for httpx's defaults."""
+        from connectors.tls import ClientTls
+
+        return ClientTls.from_paths(
+            self.platform_ca_bundle, self.platform_client_cert, self.platform_client_key
+        )
 
     def require(self, name: str) -> str:
         """Return a setting that must be present, or raise naming the variable."""

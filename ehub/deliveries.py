@@ -16,7 +16,7 @@ from sqlalchemy import CursorResult, func, select, update
 
 from ehub.audit import Event, append
 from ehub.store.db import Store
-from ehub.store.models import DeliveryRow, LicenseRow
+from ehub.store.models import DeliveryRow
 
 REDRIVABLE = ("dead", "rejected")
 
@@ -24,6 +24,7 @@ REDRIVABLE = ("dead", "rejected")
 @dataclass(frozen=True, slots=True)
 class StateCount:
     destination: str
+    kind: str
     state: str
     count: int
     oldest: datetime | None
@@ -34,6 +35,7 @@ class StateCount:
 class Letter:
     id: int
     destination: str
+    kind: str
     identifier: str
     version: int
     state: str
@@ -45,12 +47,12 @@ class Letter:
 def status(store: Store) -> list[StateCount]:
     with store.session() as s:
         rows = s.execute(
-            select(DeliveryRow.destination, DeliveryRow.state, func.count(),
+            select(DeliveryRow.destination, DeliveryRow.kind, DeliveryRow.state, func.count(),
                    func.min(DeliveryRow.created_at))
-            .group_by(DeliveryRow.destination, DeliveryRow.state)
-            .order_by(DeliveryRow.destination, DeliveryRow.state)
+            .group_by(DeliveryRow.destination, DeliveryRow.kind, DeliveryRow.state)
+            .order_by(DeliveryRow.destination, DeliveryRow.kind, DeliveryRow.state)
         ).all()  # fmt: skip
-    return [StateCount(d, st, int(n), oldest) for d, st, n, oldest in rows]
+    return [StateCount(d, k, st, int(n), oldest) for d, k, st, n, oldest in rows]
 
 
 def letters(
@@ -58,10 +60,9 @@ def letters(
 ) -> list[Letter]:
     """Rows in ``state`` (dead letters by default, or rejected ones), oldest first."""
     stmt = (
-        select(DeliveryRow.id, DeliveryRow.destination, LicenseRow.identifier, LicenseRow.version,
-               DeliveryRow.state, DeliveryRow.attempts, DeliveryRow.last_error,
-               DeliveryRow.created_at)
-        .join(LicenseRow, LicenseRow.id == DeliveryRow.license_id)
+        select(DeliveryRow.id, DeliveryRow.destination, DeliveryRow.kind, DeliveryRow.subject,
+               DeliveryRow.version, DeliveryRow.state, DeliveryRow.attempts,
+               DeliveryRow.last_error, DeliveryRow.created_at)
         .where(DeliveryRow.state == state)
         .order_by(DeliveryRow.id)
         .limit(limit)

@@ -24,6 +24,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from connectors.tls import httpx_kwargs
 from ehub import devstack
 from ehub.config import Settings
 from ehub.errors import HubError
@@ -68,7 +69,15 @@ def run_demo(
             reports = _rejects_reports(store, out_dir / "rejects")
         finally:
             store.dispose()
-        platform = httpx.get(f"{settings.provincial_url}/admin/stats", timeout=10).json()
+        platform = {
+            name: httpx.get(
+                f"{url}/admin/stats",
+                timeout=10,
+                **httpx_kwargs(settings.platform_tls()),  # mutual TLS, like the hub's client
+            ).json()
+            for name, url in (("provincial", settings.provincial_url),
+                              ("national", settings.national_url))
+        }  # fmt: skip
         endpoint = _ask_verification_endpoint(settings)
     finally:
         devstack.down(home)
@@ -85,7 +94,7 @@ def run_demo(
         "documents_verified": verified,
         "verification_endpoint": endpoint,
         "on_demand_sealing": on_demand,
-        "platform": {"provincial": platform},
+        "platform": platform,
         "seeded": state.get("seeded", {}),
         "duration_s": round(time.monotonic() - started, 2),
         "documents": str(out_dir / "licenses"),
@@ -103,6 +112,9 @@ def run_demo(
     ):
         raise HubError(f"on-demand sealing: not every posted license was sealed, valid and "
                        f"delivered: {on_demand}")  # fmt: skip
+    left = {k: v for k, v in counts["deliveries_by_state"].items() if k in ("pending", "dead")}
+    if left:
+        raise HubError(f"deliveries left in the outbox after the delivery DAGs: {left}")
     if endpoint["verdict"] != "valid":
         raise HubError(
             f"the verification endpoint does not report a sealed license valid: {endpoint}"
@@ -132,7 +144,7 @@ def _issue_on_demand(settings: Settings, home: Path) -> dict[str, Any]:
 
 
 def _delivered(store: Store, identifiers: list[str]) -> int:
-    """How many of the posted licenses the delivery DAG delivered to the platform."""
+    """How many of the posted licenses the delivery DAG delivered to the provincial platform."""
     from sqlalchemy import func, select
 
     from ehub.store.models import DeliveryRow, LicenseRow
@@ -142,7 +154,11 @@ def _delivered(store: Store, identifiers: list[str]) -> int:
             s.scalar(
                 select(func.count(func.distinct(LicenseRow.identifier)))
                 .join(DeliveryRow, DeliveryRow.license_id == LicenseRow.id)
-                .where(LicenseRow.identifier.in_(identifiers), DeliveryRow.state == "delivered")
+                .where(
+                    LicenseRow.identifier.in_(identifiers),
+                    DeliveryRow.state == "delivered",
+                    DeliveryRow.destination == "provincial",
+                )
             )
             or 0
         )
@@ -222,8 +238,11 @@ def _print(console: Console, s: dict[str, Any], out_dir: Path) -> None:
     for level, n in s["sealed_by_level"].items():
         t.add_row(f"  at {level}", str(n))
     t.add_row("held 暂缓 (no usable seal, TSA down…)", str(s["held"]))
-    for dest, n in s["delivered"].items():
-        t.add_row(f"delivered 汇聚 → {dest}", str(n))
+    for dest, kinds in s["delivered"].items():
+        for kind, n in kinds.items():
+            t.add_row(f"delivered 汇聚 → {dest} ({kind})", str(n))
+    rejected = s["deliveries_by_state"].get("rejected", 0)
+    t.add_row("rejected by a platform 平台退回", str(rejected))
     t.add_row("returned 属地返还 (messages)", str(s["returned"]))
     v = s["documents_verified"]
     t.add_row("sealed PDFs verified (pyHanko)", f"{v['valid']} valid, {v['invalid']} invalid")

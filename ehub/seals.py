@@ -39,6 +39,7 @@ from sqlalchemy import select
 from ehub.audit import Event, append
 from ehub.errors import HubError, Terminal
 from ehub.identifiers import is_valid_uscc
+from ehub.pipeline import outbox
 from ehub.seal_registration import export_registration
 from ehub.store.db import utcnow
 from ehub.store.models import SealRow
@@ -249,6 +250,7 @@ def create_seal(
         s.add(row)
         s.flush()
         seal = Seal.from_row(row)
+        outbox.insert(s, outbox.rows_for("seal", row.id, code, 1))  # 备案 to the national platform
         append(s, [Event("seal_registered", code, None, _brief(seal))])
     return seal
 

@@ -34,13 +34,16 @@ def journey_counts(store: Store) -> dict[str, Any]:
                 ).group_by(QuarantineRow.reason_code)
             ).all()
         )
-        delivered = dict(
-            s.execute(
-                select(DeliveryRow.destination, func.count())
-                .where(DeliveryRow.state == "delivered")
-                .group_by(DeliveryRow.destination)
-            ).all()
-        )
+        delivered: dict[str, dict[str, int]] = {}
+        outbox: dict[str, int] = {}
+        for dest, kind, state, n in s.execute(
+            select(DeliveryRow.destination, DeliveryRow.kind, DeliveryRow.state, func.count())
+            .group_by(DeliveryRow.destination, DeliveryRow.kind, DeliveryRow.state)
+            .order_by(DeliveryRow.destination, DeliveryRow.kind)
+        ):
+            outbox[state] = outbox.get(state, 0) + int(n)
+            if state == "delivered":
+                delivered.setdefault(dest, {})[kind] = int(n)
         per_source: dict[str, dict[str, Any]] = {}
         for src, state, n in s.execute(
             select(RawRecord.source_id, RawRecord.state, func.count()).group_by(
@@ -87,7 +90,8 @@ def journey_counts(store: Store) -> dict[str, Any]:
             "held": count(
                 select(func.count()).select_from(LicenseRow).where(LicenseRow.state == "held")
             ),
-            "delivered": {k: int(v) for k, v in sorted(delivered.items())},
+            "delivered": delivered,
+            "deliveries_by_state": outbox,
             "delivery_rejected": count(
                 select(func.count()).select_from(DeliveryRow).where(DeliveryRow.state == "rejected")
             ),

@@ -26,6 +26,7 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 STAGES: dict[str, Callable[[Settings, Store], StageResult]] = {
     "seal": seal.run,
     "deliver": deliver.run,
+    "deliver_national": deliver.run_national,
     "publish": publish.run,
     "reconcile": reconcile.run,
 }

@@ -4,7 +4,11 @@
 the provincial platform simulator under uvicorn and prints one JSON ready line
 (``{"ready": true, "url": ...}``) once it accepts connections; SIGTERM/SIGINT
 stop it gracefully (exit status 0). ``--port 0`` picks a free port (read it from
-the ready line).
+the ready line). ``--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]`` serve
+HTTPS instead (mutual TLS with a client CA): see :mod:`simulators.serving`.
+
+``python -m simulators national --state DIR`` runs the national platform
+simulator the same way (default port 8720).
 
 ``python -m simulators market-regulation --url URL --count N --defect-rate R --seed S``
 (re)creates and fills the market-regulation table and prints the JSON report.
@@ -23,11 +27,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from simulators.serving import add_tls_arguments
+
 
 def _provincial(args: argparse.Namespace) -> int:
     from simulators.provincial import create_app
-    from simulators.serving import serve
+    from simulators.serving import serve, tls_from_args
 
+    tls = tls_from_args(args)
     app = create_app(
         Path(args.state),
         schema_path=Path(args.schema) if args.schema else None,
@@ -40,8 +47,24 @@ def _provincial(args: argparse.Namespace) -> int:
     )
 
     return serve(
-        app, args.host, args.port, args.log_level, {"ready": True, "simulator": "provincial"}
+        app, args.host, args.port, args.log_level, {"ready": True, "simulator": "provincial"}, tls
     )
+
+
+def _national(args: argparse.Namespace) -> int:
+    from simulators.national import create_app
+    from simulators.serving import serve, tls_from_args
+
+    tls = tls_from_args(args)
+    app = create_app(
+        Path(args.state),
+        token=args.token,
+        max_items=args.max_items,
+        rate_limit=args.rate_limit if args.rate_limit > 0 else None,
+        timeout_delay=args.timeout_delay,
+    )
+    ready = {"ready": True, "simulator": "national"}
+    return serve(app, args.host, args.port, args.log_level, ready, tls)
 
 
 def _market_regulation(args: argparse.Namespace) -> int:
@@ -68,7 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
     prov.add_argument("--signature-check", choices=("structural", "integrity"), default="integrity")
     prov.add_argument("--keep-documents", action="store_true", help="write PDFs to STATE/documents")
     prov.add_argument("--log-level", default="warning")
+    add_tls_arguments(prov)
     prov.set_defaults(func=_provincial)
+
+    nat = sub.add_parser("national", help="run the national e-license platform simulator")
+    nat.add_argument("--host", default="127.0.0.1")
+    nat.add_argument("--port", type=int, default=8720)
+    nat.add_argument("--state", required=True, help="directory for the simulator's SQLite state")
+    nat.add_argument("--token", help="bearer token (default: $EHUB_SIM_NATIONAL_TOKEN or dev)")
+    nat.add_argument("--max-items", type=int, default=500)
+    nat.add_argument("--rate-limit", type=float, default=200.0, help="requests/s; 0 = off")
+    nat.add_argument("--timeout-delay", type=float, default=30.0, help="seconds for 'timeout'")
+    nat.add_argument("--log-level", default="warning")
+    add_tls_arguments(nat)
+    nat.set_defaults(func=_national)
 
     mr = sub.add_parser("market-regulation", help="seed the market-regulation license table")
     mr.add_argument("--url", required=True, help="SQLAlchemy URL, e.g. sqlite:///var/scjg.db")

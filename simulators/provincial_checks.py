@@ -26,16 +26,19 @@ import base64
 import binascii
 import hashlib
 import io
-import json
 import logging
 import re
-import threading
-from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any, Literal
 
 from simulators.checks import citizen_id_is_valid, license_identifier_problem, uscc_is_valid
+from simulators.platform_checks import (
+    Checked,
+    ItemRejected,
+    SchemaFile,
+    canonical_json,
+    fingerprint_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,74 +62,13 @@ _REQUIRED_STR = (
 _STATUSES = {"valid", "suspended", "cancelled", "revoked", "expired"}
 
 
-class ItemRejected(Exception):
-    """One batch item failed a check; ``code`` is the receipt's ``error_code``."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class CheckedItem:
-    """A batch item that passed every content check (idempotency comes later)."""
-
-    idempotency_key: str
-    identifier: str
-    version: int
-    license_json: str
-    document_sha256: str
-    document: bytes
-    fingerprint: str
-
-
-class LicenseSchema:
+class LicenseSchema(SchemaFile):
     """``license.schema.json``, compiled on first use; absent file → built-in rules."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._validator: Any = None
-        self._lock = threading.Lock()
-
-    def _load(self) -> Any:
-        with self._lock:
-            if self._validator is None and self.path.is_file():
-                import jsonschema
-                from referencing import Registry, Resource
-
-                folder = self.path.parent
-
-                def retrieve(uri: str) -> Resource:
-                    name = uri.rstrip("/").rsplit("/", 1)[-1].split("#", 1)[0]
-                    hits = sorted(folder.rglob(name))
-                    if not hits:
-                        raise LookupError(f"schema {uri!r} not found under {folder}")
-                    return Resource.from_contents(json.loads(hits[0].read_text("utf-8")))
-
-                schema = json.loads(self.path.read_text("utf-8"))
-                cls = jsonschema.validators.validator_for(schema)
-                self._validator = cls(
-                    schema,
-                    registry=Registry(retrieve=retrieve),  # type: ignore[call-arg]
-                    format_checker=cls.FORMAT_CHECKER,
-                )
-                log.info("provincial simulator: license schema loaded from %s", self.path)
-            return self._validator
-
-    @property
-    def source(self) -> str:
-        return str(self.path) if self._load() is not None else "builtin"
-
-    def problems(self, license_obj: Any) -> list[str]:
-        validator = self._load()
-        if validator is None:
-            return _builtin_problems(license_obj)
-        errors = sorted(validator.iter_errors(license_obj), key=lambda e: list(e.absolute_path))
-        return [
-            f"{'/'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
-            for e in errors[:5]
-        ]
+    def problems(self, instance: Any) -> list[str]:
+        if self.load() is None:
+            return _builtin_problems(instance)
+        return super().problems(instance)
 
 
 def _builtin_problems(lic: Any) -> list[str]:
@@ -160,7 +102,8 @@ def _iso_date(value: Any) -> date | None:
         return None
 
 
-def _rules(lic: dict[str, Any]) -> None:
+def license_rules(lic: dict[str, Any]) -> None:
+    """IDENTIFIER, ISSUER_CODE, HOLDER_CODE and VALIDITY_WINDOW (module docstring)."""
     problem = license_identifier_problem(lic["ZZBS"])
     if problem is not None:
         raise ItemRejected("IDENTIFIER", f"ZZBS {lic['ZZBS']!r}: {problem}")
@@ -238,7 +181,7 @@ def _integrity_problem(content: bytes) -> str | None:
 
 def check_item(
     key: str, item: dict[str, Any], *, schema: LicenseSchema, signature_check: SignatureCheck
-) -> CheckedItem:
+) -> Checked:
     """Run every content check on one batch item, in the order of the table above."""
     lic = item.get("license")
     if not isinstance(lic, dict):
@@ -248,9 +191,18 @@ def check_item(
         raise ItemRejected("SCHEMA", "; ".join(problems))
     if not isinstance(lic.get("ZZBS"), str) or not isinstance(lic.get("BBH"), int):
         raise ItemRejected("SCHEMA", "ZZBS (string) and BBH (integer) are required")
-    _rules(lic)
+    license_rules(lic)
     content, sha = _decode_document(item.get("document"))
     _check_signature(content, signature_check)
-    license_json = json.dumps(lic, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    fingerprint = hashlib.sha256(f"{license_json}|{sha}".encode()).hexdigest()
-    return CheckedItem(key, lic["ZZBS"], lic["BBH"], license_json, sha, content, fingerprint)
+    license_json = canonical_json(lic)
+    return Checked(
+        idempotency_key=key,
+        identifier=lic["ZZBS"],
+        version=lic["BBH"],
+        identity=f"{lic['ZZBS']}|{lic['BBH']}",
+        fingerprint=fingerprint_of(license_json, sha),
+        payload_json=license_json,
+        extra={"document_sha256": sha, "document_size": len(content)},
+        division=str(lic.get("CZZTQHDM") or lic.get("ZZBFJGQHDM") or ""),
+        blob=content,
+    )

@@ -1,232 +1,307 @@
 """Deliver stage: pending outbox rows of one destination → platform receipts.
 
-Batches of at most ``MAX_BATCH`` items, each with its stable idempotency key.
-A transient failure (unreachable, 5xx, 429, lost or malformed receipt) is
-retried with exponential backoff and jitter, honouring Retry-After; after
-``attempts`` tries the stage counts one failed attempt on each row of the batch
-and raises :class:`DestinationUnavailable`, so Airflow retries the task later —
-with the same keys, hence never a double insert. A row that has failed
+A run sends, kind by kind (:data:`ehub.pipeline.delivery_items.CHANNELS`),
+batches of pending rows, each item with its stable idempotency key. A transient
+failure (unreachable, 5xx, 429, lost or malformed receipt) is retried with
+exponential backoff and jitter, honouring Retry-After; after ``attempts`` tries
+the stage counts one failed attempt on each row of the batch and raises
+:class:`DestinationUnavailable`, so Airflow retries the task later — with the
+same keys, hence never a double insert. Every failed send also counts against
+the destination's circuit breaker (:mod:`ehub.pipeline.circuit`): once open, no
+worker sends there until its cool-down has passed. A row that has failed
 ``dead_after`` times becomes a dead letter (``state='dead'``, the last error
 kept): it is no longer sent until an operator re-drives it
 (``ehub deliveries retry``), with the same key.
 Per-record rejections are terminal: the row is marked rejected with the
-platform's code and message.
+platform's code and message (the department's rejects report lists them).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import random
 import time
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from connectors.platform import OutboundLicense, PlatformUnavailable, ProvincialClient, Receipt
+from connectors.platform import NationalClient, PlatformUnavailable, ProvincialClient, Receipt
 from ehub.audit import Event, append
 from ehub.config import Settings
-from ehub.errors import DestinationUnavailable, StoreError
+from ehub.errors import ConfigError, DestinationUnavailable
 from ehub.pipeline import StageResult
+from ehub.pipeline.circuit import Circuit
+from ehub.pipeline.delivery_items import CHANNELS, Channel, Pending
 from ehub.pipeline.faults import crash_point
-from ehub.store.db import Store, utcnow
-from ehub.store.models import DeliveryRow, LicenseRow, SealRow, SignatureRow
+from ehub.store.db import Store, insert_ignore, utcnow
+from ehub.store.models import CaseRow, DeliveryRow, LicenseRow, QuarantineRow, SealRow
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 100
+PLATFORM_ZH = {"provincial": "省级电子证照平台", "national": "全国一体化平台"}
+
 #: Failed attempts (each a run's full retry sequence) before a row becomes a dead letter.
 DEAD_AFTER = 8
 
 
+class BatchClient(Protocol):
+    destination: str
+
+    def send(self, endpoint: str, items: Sequence[dict[str, Any]]) -> list[Receipt]: ...
+
+    def close(self) -> None: ...
+
+
+def client_for(settings: Settings, destination: str) -> ProvincialClient:
+    """The HTTP client of a destination, from the settings."""
+    if destination == "provincial":
+        return ProvincialClient(
+            settings.require("provincial_url"), settings.provincial_token,
+            tls=settings.platform_tls(),
+        )  # fmt: skip
+    if destination == "national":
+        return NationalClient(
+            settings.require("national_url"), settings.national_token,
+            tls=settings.platform_tls(),
+        )  # fmt: skip
+    raise ConfigError(f"unknown destination {destination!r}; known: {', '.join(CHANNELS)}")
+
+
 def _send_with_retry(
-    client: ProvincialClient, items: list[OutboundLicense], *, attempts: int, base_delay: float
+    client: BatchClient,
+    circuit: Circuit,
+    endpoint: str,
+    items: list[dict[str, Any]],
+    *,
+    attempts: int,
+    base_delay: float,
 ) -> list[Receipt]:
     for attempt in range(1, attempts + 1):
+        circuit.before_send()  # raises CircuitOpen while the destination is known to be down
         try:
-            return client.send_licenses(items)
+            receipts = client.send(endpoint, items)
         except PlatformUnavailable as exc:
+            circuit.failure(exc)
             if attempt == attempts:
                 raise DestinationUnavailable(
-                    f"provincial platform still failing after {attempts} attempts: {exc}. "
-                    "Pending deliveries stay in the outbox and are re-sent with the same "
-                    "idempotency keys on the next run."
+                    f"{client.destination} platform still failing after {attempts} attempts: "
+                    f"{exc}. Pending deliveries stay in the outbox and are re-sent with the "
+                    "same idempotency keys on the next run."
                 ) from exc
             delay = (
                 exc.retry_after if exc.retry_after is not None else base_delay * 2 ** (attempt - 1)
             )
             delay = min(delay, 30.0) * (1 + random.random() * 0.2)
             log.warning(
-                "provincial: attempt %d failed (%s); retrying in %.2fs", attempt, exc, delay
+                "%s: attempt %d failed (%s); retrying in %.2fs",
+                client.destination,
+                attempt,
+                exc,
+                delay,
             )
             time.sleep(delay)
+        else:
+            circuit.success()
+            return receipts
     raise AssertionError("unreachable")
+
+
+class _Counts:
+    def __init__(self) -> None:
+        self.batches = self.delivered = self.rejected = self.duplicates = self.retry_later = 0
+        self.by_kind: dict[str, int] = {}
+
+    def as_dict(self) -> dict[str, int]:
+        return {"delivered": self.delivered, "rejected": self.rejected,
+                "duplicates": self.duplicates, "retry_later": self.retry_later,
+                **{f"delivered_{k}": n for k, n in self.by_kind.items()}}  # fmt: skip
 
 
 def run(
     settings: Settings,
     store: Store,
     *,
-    client: ProvincialClient | None = None,
+    destination: str = "provincial",
+    client: BatchClient | None = None,
     attempts: int = 5,
     base_delay: float = 0.5,
     dead_after: int = DEAD_AFTER,
+    circuit: Circuit | None = None,
+    kinds: Sequence[str] | None = None,
 ) -> StageResult:
-    destination = "provincial"
+    """Send every pending outbox row of ``destination`` (only ``kinds`` if given)."""
     own_client = client is None
     if client is None:
-        client = ProvincialClient(settings.require("provincial_url"), settings.provincial_token)
-    size = min(settings.batch_size, MAX_BATCH)
-    batches = delivered = rejected = duplicates = retry_later = 0
-    last_id = 0
+        client = client_for(settings, destination)
+    circuit = circuit or Circuit(store, destination)
+    counts = _Counts()
     try:
-        while True:
-            with store.session() as s:
-                todo = list(
-                    s.execute(
-                        select(
-                            DeliveryRow.id,
-                            DeliveryRow.idempotency_key,
-                            LicenseRow.identifier,
-                            LicenseRow.version,
-                            LicenseRow.document,
-                            SignatureRow.path,
-                            SignatureRow.sha256,
-                            SignatureRow.signed_at,
-                            SealRow.department,
-                            SealRow.name,
-                        )
-                        .join(LicenseRow, LicenseRow.id == DeliveryRow.license_id)
-                        .join(
-                            SignatureRow,
-                            (SignatureRow.license_id == LicenseRow.id)
-                            & (SignatureRow.format == "pades"),
-                        )
-                        .join(SealRow, SealRow.id == SignatureRow.seal_id)
-                        .where(
-                            DeliveryRow.destination == destination,
-                            DeliveryRow.state == "pending",
-                            DeliveryRow.id > last_id,
-                        )
-                        .order_by(DeliveryRow.id)
-                        .limit(size)
-                    )
-                )
-            if not todo:
-                break
-            batches += 1
-            last_id = todo[-1][0]
-            items = []
-            for _did, key, ident, ver, doc, path, sha, signed_at, sealer, seal_name in todo:
-                data = Path(path).read_bytes()
-                if hashlib.sha256(data).hexdigest() != sha:
-                    raise StoreError(
-                        f"sealed document of {ident} v{ver} at {path} does not match its recorded "
-                        "hash; re-seal it before delivery"
-                    )
-                lic = dict(doc)
-                lic["QZ"] = [{"ZZQZR": sealer, "ZZQZSJ": _iso_utc(signed_at), "ZZQZMC": seal_name}]
-                items.append(OutboundLicense(key, lic, base64.b64encode(data).decode(), sha))
-            try:
-                receipts = _send_with_retry(client, items, attempts=attempts, base_delay=base_delay)
-            except DestinationUnavailable as exc:
-                _count_failure(store, destination, [row[0] for row in todo], exc, dead_after)
-                raise
-            crash_point(settings.fault, "deliver", batches, "before")
-            by_key = {r.idempotency_key: r for r in receipts}
-            events = []
-            with store.session() as s:
-                for did, key, ident, ver, *_ in todo:
-                    r = by_key[key]
-                    row = s.get(DeliveryRow, did)
-                    assert row is not None
-                    row.attempts += 1
-                    if r.transient:  # not processed: stays in the outbox, same key
-                        row.last_error = f"{r.error_code or 'TRANSIENT'}: {r.message or ''}"[:1000]
-                        retry_later += 1
-                        if row.attempts >= dead_after:
-                            row.state = "dead"
-                            events.append(Event("dead_letter", ident, ver,
-                                                {"destination": destination,
-                                                 "attempts": row.attempts}))  # fmt: skip
-                        continue
-                    row.receipt = r.raw
-                    if r.accepted:
-                        row.state, row.receipt_id, row.delivered_at = (
-                            "delivered",
-                            r.receipt_id,
-                            utcnow(),
-                        )
-                        delivered += 1
-                        duplicates += r.duplicate
-                        events.append(
-                            Event(
-                                "delivered",
-                                ident,
-                                ver,
-                                {"destination": destination, "receipt": r.receipt_id},
-                            )
-                        )
-                    else:
-                        row.state = "rejected"
-                        row.last_error = f"{r.error_code}: {r.message}"
-                        rejected += 1
-                        events.append(
-                            Event(
-                                "rejected_by_platform",
-                                ident,
-                                ver,
-                                {"destination": destination, "code": r.error_code},
-                            )
-                        )
-                append(s, events)
-            crash_point(settings.fault, "deliver", batches)
+        for channel in CHANNELS[destination]:
+            if kinds is None or channel.kind in kinds:
+                _deliver_channel(settings, store, client, circuit, channel, counts,
+                                 attempts=attempts, base_delay=base_delay,
+                                 dead_after=dead_after)  # fmt: skip
     finally:
         if own_client:
             client.close()
-    log.info(
-        "deliver %s: %d batches, %d delivered (%d already held), %d rejected",
-        destination,
-        batches,
-        delivered,
-        duplicates,
-        rejected,
-    )
-    return StageResult(
-        "deliver",
-        batches,
-        {"delivered": delivered, "rejected": rejected, "duplicates": duplicates,
-         "retry_later": retry_later},
-    )  # fmt: skip
+    if counts.batches:
+        log.info("deliver %s: %d batches, %d delivered (%d already held), %d rejected",
+                 destination, counts.batches, counts.delivered, counts.duplicates,
+                 counts.rejected)  # fmt: skip
+    return StageResult("deliver", counts.batches, counts.as_dict())
+
+
+def run_national(settings: Settings, store: Store) -> StageResult:
+    return run(settings, store, destination="national")
+
+
+def _pending(store: Store, destination: str, kind: str, after: int, limit: int) -> list[Pending]:
+    with store.session() as s:
+        rows = s.execute(
+            select(DeliveryRow.id, DeliveryRow.kind,
+                   func.coalesce(DeliveryRow.license_id, DeliveryRow.case_id, DeliveryRow.seal_id),
+                   DeliveryRow.subject, DeliveryRow.version, DeliveryRow.idempotency_key)
+            .where(DeliveryRow.destination == destination, DeliveryRow.kind == kind,
+                   DeliveryRow.state == "pending", DeliveryRow.id > after)
+            .order_by(DeliveryRow.id)
+            .limit(limit)
+        ).all()  # fmt: skip
+    return [Pending(*r) for r in rows]
+
+
+def _deliver_channel(
+    settings: Settings,
+    store: Store,
+    client: BatchClient,
+    circuit: Circuit,
+    channel: Channel,
+    counts: _Counts,
+    *,
+    attempts: int,
+    base_delay: float,
+    dead_after: int,
+) -> None:
+    destination = client.destination
+    size = min(settings.batch_size, channel.max_batch)
+    last_id = 0
+    while True:
+        todo = _pending(store, destination, channel.kind, last_id, size)
+        if not todo:
+            return
+        counts.batches += 1
+        last_id = todo[-1].id
+        with store.session() as s:
+            items = channel.build(s, todo)
+        try:
+            receipts = _send_with_retry(client, circuit, channel.endpoint, items,
+                                        attempts=attempts, base_delay=base_delay)  # fmt: skip
+        except DestinationUnavailable as exc:
+            _count_failure(store, destination, todo, exc, dead_after)
+            raise
+        crash_point(settings.fault, "deliver", counts.batches, "before")
+        _record(store, destination, channel.kind, todo, receipts, counts, dead_after)
+        crash_point(settings.fault, "deliver", counts.batches)
+
+
+def _record(
+    store: Store,
+    destination: str,
+    kind: str,
+    todo: Sequence[Pending],
+    receipts: Sequence[Receipt],
+    counts: _Counts,
+    dead_after: int,
+) -> None:
+    """Store the receipts of one batch: delivered, rejected, or still pending (transient)."""
+    by_key = {r.idempotency_key: r for r in receipts}
+    events = []
+    refused: list[tuple[Pending, Receipt]] = []
+    with store.session() as s:
+        for p in todo:
+            r = by_key[p.idempotency_key]
+            row = s.get(DeliveryRow, p.id)
+            assert row is not None
+            row.attempts += 1
+            what = {"destination": destination, "kind": kind}
+            if r.transient:  # not processed: stays in the outbox, same key
+                row.last_error = f"{r.error_code or 'TRANSIENT'}: {r.message or ''}"[:1000]
+                counts.retry_later += 1
+                if row.attempts >= dead_after:
+                    row.state = "dead"
+                    events.append(Event("dead_letter", p.subject, p.version,
+                                        {**what, "attempts": row.attempts}))  # fmt: skip
+                continue
+            row.receipt = r.raw
+            if r.accepted:
+                row.state, row.receipt_id, row.delivered_at = "delivered", r.receipt_id, utcnow()
+                counts.delivered += 1
+                counts.by_kind[kind] = counts.by_kind.get(kind, 0) + 1
+                counts.duplicates += r.duplicate
+                events.append(Event("delivered", p.subject, p.version,
+                                    {**what, "receipt": r.receipt_id}))  # fmt: skip
+                if kind == "seal" and r.raw.get("registration_no"):
+                    _record_registration(s, p.record_id, str(r.raw["registration_no"]), events)
+            else:
+                row.state = "rejected"
+                row.last_error = f"{r.error_code}: {r.message}"
+                counts.rejected += 1
+                refused.append((p, r))
+                events.append(Event("rejected_by_platform", p.subject, p.version,
+                                    {**what, "code": r.error_code}))  # fmt: skip
+        _to_rejects_report(s, destination, refused)
+        append(s, events)
+
+
+def _to_rejects_report(
+    s: Any, destination: str, refused: Sequence[tuple[Pending, Receipt]]
+) -> None:
+    """Platform rejections of ingested records go to quarantine (``E_PLATFORM_REJECTED``,
+    the platform's code as the field, its reason as the message), so they reach the
+    department's rejects report; a corrected version from the source resolves them."""
+    rows = []
+    for p, r in refused:
+        model = {"license": LicenseRow, "case": CaseRow}.get(p.kind)
+        rec = s.get(model, p.record_id) if model is not None else None
+        if rec is None or rec.raw_id is None:
+            continue  # a seal registration, or a record made at the hub: not a source's defect
+        code, reason = r.error_code or "REJECTED", (r.message or "")[:900]
+        rows.append({
+            "raw_id": rec.raw_id, "source_id": rec.source_id, "source_key": rec.source_key,
+            "reason_code": "E_PLATFORM_REJECTED", "field": f"{destination}:{code}"[:80],
+            "message_zh": f"{PLATFORM_ZH.get(destination, destination)}退回（{code}）：{reason}",
+            "message_en": f"rejected by the {destination} platform ({code}): {reason}",
+            "value": None, "payload": rec.document, "state": "open", "created_at": utcnow(),
+        })  # fmt: skip
+    insert_ignore(s, QuarantineRow.__table__, rows, ["raw_id", "reason_code", "field"])
+
+
+def _record_registration(s: Any, seal_id: int, registration_no: str, events: list[Event]) -> None:
+    """The national platform accepted a seal's registration: keep its number (备案号)."""
+    seal = s.get(SealRow, seal_id)
+    if seal is not None and seal.registration_no != registration_no:
+        seal.registration_no, seal.registered_at = registration_no, utcnow()
+        events.append(Event("seal_registration", seal.code, None,
+                            {"registration_no": registration_no}))  # fmt: skip
 
 
 def _count_failure(
-    store: Store, destination: str, ids: list[int], exc: Exception, dead_after: int
+    store: Store, destination: str, todo: Sequence[Pending], exc: Exception, dead_after: int
 ) -> None:
     """One failed attempt on each row of a batch; rows out of attempts become dead letters."""
     why = f"{type(exc).__name__}: {exc}"[:1000]
+    by_id = {p.id: p for p in todo}
     with store.session() as s:
         events = []
-        rows = s.execute(
-            select(DeliveryRow, LicenseRow.identifier, LicenseRow.version)
-            .join(LicenseRow, LicenseRow.id == DeliveryRow.license_id)
-            .where(DeliveryRow.id.in_(ids))
-        ).all()
-        for row, ident, ver in rows:
+        for row in s.scalars(select(DeliveryRow).where(DeliveryRow.id.in_(list(by_id)))):
             row.attempts += 1
             row.last_error = why
             if row.attempts >= dead_after:
                 row.state = "dead"
-                events.append(Event("dead_letter", ident, ver,
-                                    {"destination": destination, "attempts": row.attempts}))  # fmt: skip
+                events.append(Event("dead_letter", row.subject, row.version,
+                                    {"destination": destination, "kind": row.kind,
+                                     "attempts": row.attempts}))  # fmt: skip
         append(s, events)
     if events:
         log.error("deliver %s: %d deliveries are dead letters after %d failed attempts; "
                   "see `ehub deliveries dead-letters`", destination, len(events), dead_after)  # fmt: skip
-
-
-def _iso_utc(value: datetime) -> str:
-    """ISO-8601 in UTC (SQLite returns naive datetimes for UTC columns)."""
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()

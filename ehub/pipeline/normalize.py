@@ -33,7 +33,7 @@ from ehub.config import Settings
 from ehub.errors import RecordError
 from ehub.normalize import RecordRejected
 from ehub.normalize.canonical import SpecNormalizer
-from ehub.pipeline import StageResult
+from ehub.pipeline import StageResult, outbox
 from ehub.pipeline.faults import crash_point
 from ehub.quarantine import settle_retried
 from ehub.records import CaseRecord, License, case_to_json, license_to_json
@@ -169,6 +169,7 @@ def process_batch(
             insert_ignore(s, LicenseRow.__table__, rows, ["identifier", "version"])
         else:
             insert_ignore(s, CaseRow.__table__, rows, ["case_number", "version"])
+            outbox.add_case_rows(s, [(r["case_number"], r["version"]) for r in rows])
         _write_quarantine(s, rejects)
         settle_retried(s, [r[0] for r in raws], rejects)  # retried: open again or resolved
         bad_ids = sorted({r["raw_id"] for r in rejects})

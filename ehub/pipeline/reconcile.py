@@ -32,7 +32,7 @@ from ehub.audit import Event, append
 from ehub.config import Settings
 from ehub.pipeline import StageResult
 from ehub.store.db import Store
-from ehub.store.models import DeliveryRow, LicenseRow
+from ehub.store.models import DeliveryRow
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class Reconciliation:
     unknown_to_hub: list[tuple[str, int, str]] = field(default_factory=list)
     straddling: int = 0
     redelivered: int = 0
+    kind: str = "license"
 
     @property
     def matched(self) -> bool:
@@ -77,23 +78,30 @@ def reconcile(
     day: date,
     *,
     destination: str = "provincial",
+    kind: str = "license",
     redeliver: bool = True,
 ) -> Reconciliation:
     start, end = day_bounds(day)
+    mine = (DeliveryRow.destination == destination, DeliveryRow.kind == kind,
+            DeliveryRow.state == "delivered")  # fmt: skip
     with store.session() as s:
         hub = {
             (ident, ver): did
             for did, ident, ver in s.execute(
-                select(DeliveryRow.id, LicenseRow.identifier, LicenseRow.version)
-                .join(LicenseRow, LicenseRow.id == DeliveryRow.license_id)
-                .where(DeliveryRow.destination == destination, DeliveryRow.state == "delivered",
-                       DeliveryRow.delivered_at >= start, DeliveryRow.delivered_at < end)
+                select(DeliveryRow.id, DeliveryRow.subject, DeliveryRow.version)
+                .where(*mine, DeliveryRow.delivered_at >= start, DeliveryRow.delivered_at < end)
             )
         }  # fmt: skip
-    report = client.reconciliation(day.isoformat())
+    report = client.reconciliation(day.isoformat(), kind)
     platform = {(i, v): receipt for i, v, receipt in report.items}
     result = Reconciliation(
-        destination, day.isoformat(), len(hub), version_digest(hub), report.count, report.digest
+        destination,
+        day.isoformat(),
+        len(hub),
+        version_digest(hub),
+        report.count,
+        report.digest,
+        kind=kind,
     )
     if result.matched:
         _record(store, result, {})
@@ -101,7 +109,7 @@ def reconcile(
     missing: list[tuple[str, int]] = []
     straddling = 0
     for ident, ver in sorted(set(hub) - set(platform)):
-        if ver in client.held_versions(ident):
+        if ver in client.held_versions(ident, kind):
             straddling += 1  # received on the platform's other side of midnight
         else:
             missing.append((ident, ver))
@@ -111,17 +119,14 @@ def reconcile(
         with store.session() as s:
             known = set(
                 s.execute(
-                    select(LicenseRow.identifier, LicenseRow.version)
-                    .join(DeliveryRow, DeliveryRow.license_id == LicenseRow.id)
-                    .where(DeliveryRow.destination == destination,
-                           DeliveryRow.state == "delivered",
-                           LicenseRow.identifier.in_({i for i, _ in extra}))
+                    select(DeliveryRow.subject, DeliveryRow.version)
+                    .where(*mine, DeliveryRow.subject.in_({i for i, _ in extra}))
                 ).tuples()
             )  # fmt: skip
         unknown = [(i, v, platform[(i, v)]) for i, v in extra if (i, v) not in known]
     result = Reconciliation(
         destination, day.isoformat(), len(hub), result.hub_digest, report.count, report.digest,
-        missing, unknown, straddling, len(missing) if redeliver else 0,
+        missing, unknown, straddling, len(missing) if redeliver else 0, kind,
     )  # fmt: skip
     _record(store, result, {k: hub[k] for k in missing} if redeliver else {})
     return result
@@ -135,10 +140,9 @@ def _record(store: Store, r: Reconciliation, requeue: dict[tuple[str, int], int]
             assert row is not None
             row.state, row.attempts, row.delivered_at = "pending", 0, None
             row.last_error = f"reconciliation {r.day}: not held by the {r.destination} platform"
-        events = [Event("reconcile_missing", i, v, {"destination": r.destination, "day": r.day})
-                  for i, v in r.missing]  # fmt: skip
-        events += [Event("reconcile_unknown", i, v, {"destination": r.destination, "day": r.day,
-                                                     "receipt": rc})
+        where = {"destination": r.destination, "kind": r.kind, "day": r.day}
+        events = [Event("reconcile_missing", i, v, where) for i, v in r.missing]
+        events += [Event("reconcile_unknown", i, v, {**where, "receipt": rc})
                    for i, v, rc in r.unknown_to_hub]  # fmt: skip
         summary = r.as_dict()
         summary["missing"] = len(r.missing)
@@ -146,30 +150,47 @@ def _record(store: Store, r: Reconciliation, requeue: dict[tuple[str, int], int]
         events.append(Event("reconciled", r.destination, None, summary))
         append(s, events)
     level = logging.INFO if r.matched else logging.WARNING
-    log.log(level, "reconcile %s %s: hub %d, platform %d, %s; %d missing (%d re-queued), "
-            "%d unknown to the hub", r.destination, r.day, r.hub_count, r.platform_count,
+    log.log(level, "reconcile %s %s %s: hub %d, platform %d, %s; %d missing (%d re-queued), "
+            "%d unknown to the hub", r.destination, r.kind, r.day, r.hub_count, r.platform_count,
             "digests match" if r.matched else "digests differ", len(r.missing), r.redelivered,
             len(r.unknown_to_hub))  # fmt: skip
 
 
 def run(settings: Settings, store: Store, *, day: date | None = None) -> StageResult:
-    """The daily run: yesterday (China Standard Time) at the provincial platform, and
-    the licenses cross-checked against the case records (:mod:`ehub.crosscheck`)."""
+    """The daily run: yesterday (China Standard Time) at every configured platform, each
+    kind it receives, and the licenses cross-checked against the case records
+    (:mod:`ehub.crosscheck`). A platform without a URL in the settings is skipped
+    (and said so in the result)."""
     from ehub.crosscheck import cross_check
+    from ehub.pipeline.deliver import client_for
+    from ehub.pipeline.delivery_items import CHANNELS
 
     day = day or (datetime.now(CST).date() - timedelta(days=1))
-    client = ProvincialClient(settings.require("provincial_url"), settings.provincial_token)
-    try:
-        r = reconcile(store, client, day)
-    finally:
-        client.close()
+    totals = {"hub": 0, "platform": 0, "matched": 1, "missing": 0, "redelivered": 0,
+              "unknown_to_hub": 0}  # fmt: skip
+    skipped = []
+    for destination, channels in CHANNELS.items():
+        if not getattr(settings, f"{destination}_url"):
+            skipped.append(destination)
+            continue
+        client = client_for(settings, destination)
+        try:
+            for channel in channels:
+                r = reconcile(store, client, day, destination=destination, kind=channel.kind)
+                totals["hub"] += r.hub_count
+                totals["platform"] += r.platform_count
+                totals["matched"] &= int(r.matched)
+                totals["missing"] += len(r.missing)
+                totals["redelivered"] += r.redelivered
+                totals["unknown_to_hub"] += len(r.unknown_to_hub)
+        finally:
+            client.close()
+    if skipped:
+        log.warning("reconcile: no URL configured for %s; not reconciled", ", ".join(skipped))
     check = cross_check(store)
     with store.session() as s:
         append(s, [Event("cross_checked", "licenses/cases", None, check.counts())])
     if not check.consistent:
         log.warning("cross-check: %s (see `ehub crosscheck`)", check.counts())
-    return StageResult("reconcile", 1, {**check.counts(),
-        "hub": r.hub_count, "platform": r.platform_count, "matched": int(r.matched),
-        "missing": len(r.missing), "redelivered": r.redelivered,
-        "unknown_to_hub": len(r.unknown_to_hub),
-    })  # fmt: skip
+    return StageResult("reconcile", 1, {**check.counts(), **totals,
+                                        "destinations_not_configured": len(skipped)})  # fmt: skip

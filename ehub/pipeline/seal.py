@@ -37,12 +37,12 @@ from sqlalchemy.exc import IntegrityError
 from ehub.allocator import CycleCollector, pin_mmap_threshold
 from ehub.audit import Event, append
 from ehub.config import Settings
-from ehub.pipeline import StageResult
+from ehub.pipeline import StageResult, outbox
 from ehub.pipeline.faults import crash_point
 from ehub.records import license_from_json, license_to_xml
 from ehub.seals import NoUsableSeal, Seal, SealRegistry, SealRegistryError, create_seal
 from ehub.store.db import Store, insert_ignore, utcnow
-from ehub.store.models import DeliveryRow, FeedMessageRow, LicenseRow, SealRow, SignatureRow
+from ehub.store.models import FeedMessageRow, LicenseRow, SealRow, SignatureRow
 from ehub.templates import Level, license_view, template_for
 from signing import softhsm
 from signing.errors import KeyAccessError, SealUnavailable, SigningError, UnsealableDocument
@@ -54,7 +54,6 @@ from signing.xmlsig import load_seal_material, sign_license_xml
 
 log = logging.getLogger(__name__)
 
-DESTINATIONS = ("provincial",)
 DEV_SEAL_CODE = "370000-SCJG-DZZZ-0001"
 DEV_SEAL_DEPARTMENT = "山东省市场监督管理局"
 DEV_SEAL_NAME = "山东省市场监督管理局电子证照专用章"
@@ -103,11 +102,6 @@ DEV_SEALS = (
         ("11100000000013338W006",),
     ),
 )
-
-
-def idempotency_key(destination: str, identifier: str, version: int) -> str:
-    """Stable key of one license version at one destination (same on every retry)."""
-    return hashlib.sha256(f"{destination}|{identifier}|{version}".encode()).hexdigest()[:48]
 
 
 def message_id(topic: str, identifier: str, version: int) -> str:
@@ -253,17 +247,7 @@ class SealContext:
             "path": str(path), "sha256": hashlib.sha256(sealed_pdf).hexdigest(),
             "signed_at": signed_at,
         })  # fmt: skip
-        out.deliveries = [
-            {
-                "license_id": lic.id,
-                "destination": d,
-                "idempotency_key": idempotency_key(d, ident, ver),
-                "state": "pending",
-                "attempts": 0,
-                "created_at": utcnow(),
-            }
-            for d in DESTINATIONS
-        ]
+        out.deliveries = outbox.rows_for("license", lic.id, ident, ver)
         topic = settings.return_topic_prefix + lic.county
         out.feeds = [
             {
@@ -285,8 +269,7 @@ def record(s: Any, outcomes: Sequence[Outcome]) -> None:
     """Write outcomes in the caller's transaction: signatures, outbox rows, states, audit."""
     insert_ignore(s, SignatureRow.__table__, [r for o in outcomes for r in o.signatures],
                   ["license_id", "format"])  # fmt: skip
-    insert_ignore(s, DeliveryRow.__table__, [r for o in outcomes for r in o.deliveries],
-                  ["license_id", "destination"])  # fmt: skip
+    outbox.insert(s, [r for o in outcomes for r in o.deliveries])
     insert_ignore(s, FeedMessageRow.__table__, [r for o in outcomes for r in o.feeds],
                   ["license_id", "topic"])  # fmt: skip
     done = [o.license.id for o in outcomes if o.pdf is not None]

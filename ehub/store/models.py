@@ -7,7 +7,7 @@ re-run after a crash upserts instead of duplicating:
 - ``licenses``         (identifier, version)
 - ``quarantine``       (raw_id, reason_code, field)
 - ``signatures``       (license_id, format)
-- ``deliveries``       (license_id, destination) and idempotency_key
+- ``deliveries``       (license_id | case_id | seal_id, destination) and idempotency_key
 - ``feed_messages``    (license_id, topic) and message_id
 """
 
@@ -231,15 +231,30 @@ class SignatureRow(Base):
 
 
 class DeliveryRow(Base):
-    """Outbox row and receipt of one license version for one destination."""
+    """Outbox row and receipt of one record version for one destination.
+
+    ``kind`` says what is delivered: a license version (``license_id``), a case
+    record version (``case_id``) or a seal registration (``seal_id``);
+    ``subject`` / ``version`` repeat the record's identity (license identifier,
+    case number or seal code, and its version) so reports and reconciliation
+    need no per-kind join.
+    """
 
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("license_id", "destination"),
+        UniqueConstraint("case_id", "destination"),
+        UniqueConstraint("seal_id", "destination"),
         Index("ix_deliveries_dest_state", "destination", "state", "id"),
+        Index("ix_deliveries_subject", "subject", "version"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    license_id: Mapped[int] = mapped_column(ForeignKey("licenses.id"))
+    kind: Mapped[str] = mapped_column(String(10), server_default="license")  # license|case|seal
+    license_id: Mapped[int | None] = mapped_column(ForeignKey("licenses.id"))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("case_records.id"))
+    seal_id: Mapped[int | None] = mapped_column(ForeignKey("seals.id"))
+    subject: Mapped[str] = mapped_column(String(120), server_default="")
+    version: Mapped[int] = mapped_column(Integer, server_default="0")
     destination: Mapped[str] = mapped_column(String(40))
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
     state: Mapped[str] = mapped_column(String(20))  # pending|delivered|rejected|dead
@@ -249,6 +264,23 @@ class DeliveryRow(Base):
     receipt: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
+
+
+class CircuitRow(Base):
+    """The circuit breaker of one destination, shared by every delivery worker.
+
+    ``closed``: sends go through. After ``failures`` consecutive failed sends
+    reach the threshold it opens (``opened_at``): no send until the cool-down
+    has passed, then one probe batch (``half_open``) closes it again or re-opens it.
+    """
+
+    __tablename__ = "delivery_circuits"
+    destination: Mapped[str] = mapped_column(String(40), primary_key=True)
+    state: Mapped[str] = mapped_column(String(12))  # closed|open|half_open
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    opened_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
 
 
 class FeedMessageRow(Base):

@@ -16,7 +16,7 @@ from ehub.config import Settings
 from ehub.errors import DestinationUnavailable
 from ehub.pipeline import deliver, seal
 from ehub.store.db import Store
-from ehub.store.models import DeliveryRow, LicenseRow
+from ehub.store.models import DeliveryRow, LicenseRow, QuarantineRow
 from simulators.market_regulation import generate
 from simulators.provincial import create_app
 from tests.ehub.pipeline_support import ingest_market
@@ -64,7 +64,9 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
 def _states(store: Store) -> dict[str, int]:
     with store.session() as s:
         out: dict[str, int] = {}
-        for (state,) in s.execute(select(DeliveryRow.state)):
+        for (state,) in s.execute(
+            select(DeliveryRow.state).where(DeliveryRow.destination == "provincial")
+        ):
             out[state] = out.get(state, 0) + 1
         return out
 
@@ -93,12 +95,24 @@ def test_platform_rejection_is_recorded_per_record_with_the_platform_reason(env:
         row = s.scalars(select(LicenseRow).order_by(LicenseRow.id).limit(1)).one()
         row.document = {**row.document, "ZZBS": row.document["ZZBS"][:-1] + "#"}
     result = deliver.run(env.settings, env.store, client=_client(env.platform), base_delay=0.01)
-    assert result.counts == {"delivered": 29, "rejected": 1, "duplicates": 0, "retry_later": 0}
+    assert result.counts == {"delivered": 29, "rejected": 1, "duplicates": 0, "retry_later": 0,
+                             "delivered_license": 29}  # fmt: skip
     with env.store.session() as s:
         [err] = s.scalars(
             select(DeliveryRow.last_error).where(DeliveryRow.state == "rejected")
         ).all()
     assert err and err.split(":")[0] in {"SCHEMA", "IDENTIFIER"}
+    # the rejection reaches the department's rejects report (quarantine), with the reason
+    with env.store.session() as s:
+        [q] = s.scalars(
+            select(QuarantineRow).where(QuarantineRow.reason_code == "E_PLATFORM_REJECTED")
+        ).all()
+        assert (q.source_id, q.source_key) == (row.source_id, row.source_key)
+        assert q.field == f"provincial:{err.split(':')[0]}" and q.state == "open"
+        assert (
+            q.message_zh.startswith("省级电子证照平台退回")
+            and err.split(": ", 1)[1] in q.message_en
+        )
 
 
 def test_unreachable_platform_fails_with_its_address_and_keeps_the_outbox(env: Env) -> None:
@@ -170,7 +184,12 @@ def test_reconciliation_finds_what_the_platform_lost_and_redelivers_it(env: Env)
     # A version the hub never had delivered there is flagged, never "fixed" by the hub;
     # one delivered just before midnight (platform: the other day) is not a difference.
     with env.store.session() as s:
-        rows = s.scalars(select(DeliveryRow).order_by(DeliveryRow.id).limit(2)).all()
+        rows = s.scalars(
+            select(DeliveryRow)
+            .where(DeliveryRow.destination == "provincial")
+            .order_by(DeliveryRow.id)
+            .limit(2)
+        ).all()
         rows[0].state = "rejected"
         rows[1].delivered_at = rows[1].delivered_at - timedelta(days=1)
         gone = s.get(LicenseRow, rows[0].license_id)
@@ -207,8 +226,12 @@ def test_a_partial_batch_failure_leaves_the_unprocessed_items_for_the_next_run(e
     first = deliver.run(env.settings, env.store, client=_client(env.platform), base_delay=0.01)
     assert (first.counts["delivered"], first.counts["retry_later"]) == (25, 5)
     with env.store.session() as s:
-        errors = s.scalars(select(DeliveryRow.last_error).where(DeliveryRow.state == "pending"))
-        assert all(e and e.startswith("TEMPORARY") for e in errors)
+        errors = s.scalars(
+            select(DeliveryRow.last_error).where(
+                DeliveryRow.state == "pending", DeliveryRow.destination == "provincial"
+            )
+        ).all()
+        assert len(errors) == 5 and all(e and e.startswith("TEMPORARY") for e in errors)
     second = deliver.run(env.settings, env.store, client=_client(env.platform), base_delay=0.01)
     assert second.counts["delivered"] == 5 and second.counts["duplicates"] == 0
     assert _states(env.store) == {"delivered": 30} and _held(env.platform) == 30

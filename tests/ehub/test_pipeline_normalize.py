@@ -19,7 +19,15 @@ from ehub.errors import SourceUnavailable
 from ehub.pipeline import extract, normalize
 from ehub.sources.spec import SourceSpec, spec_from_dict
 from ehub.store.db import Store
-from ehub.store.models import AuditEvent, CaseRow, LicenseRow, QuarantineRow, RawRecord, Watermark
+from ehub.store.models import (
+    AuditEvent,
+    CaseRow,
+    DeliveryRow,
+    LicenseRow,
+    QuarantineRow,
+    RawRecord,
+    Watermark,
+)
 
 TYPE_CODE = "11100000000013338W001"
 ISSUER = "11370800MB28559184"
@@ -620,5 +628,15 @@ def test_case_records_keyed_by_case_number(env: tuple[Settings, Store]) -> None:
     with store.session() as s:
         docs = s.execute(select(CaseRow.document).order_by(CaseRow.id)).scalars().all()
     assert [d["BJZT"] for d in docs] == ["submitted", "accepted", "submitted", "completed"]
+    # every stored version is in the outbox of both platforms, written with it
+    with store.session() as s:
+        outbox_rows = s.execute(
+            select(DeliveryRow.destination, DeliveryRow.kind, DeliveryRow.subject,
+                   DeliveryRow.version, DeliveryRow.case_id, DeliveryRow.state)
+        ).all()  # fmt: skip
+    expected = [(d, "case", n, v) for _, n, v, _ in case_versions(store)
+                for d in ("provincial", "national")]  # fmt: skip
+    assert sorted(r[:4] for r in outbox_rows) == sorted(expected)
+    assert all(r.case_id and r.state == "pending" for r in outbox_rows)
     assert_settled(store, spec)
     assert normalize.run(settings, store, spec).batches == 0

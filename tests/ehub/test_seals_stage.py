@@ -76,7 +76,10 @@ def test_suspended_seal_holds_licenses_until_resumed(env: Env) -> None:
         r and r.startswith("suspended: ") and f"{seal.DEV_SEAL_CODE} suspended (印章年检" in r
         for _, r in states
     )
-    assert _count(env.store, SignatureRow) == 0 and _count(env.store, DeliveryRow) == 0
+    assert (
+        _count(env.store, SignatureRow) == 0
+        and _count(env.store, DeliveryRow, DeliveryRow.kind == "license") == 0
+    )
     assert _count(env.store, AuditEvent, AuditEvent.event == "held") == COUNT
 
     again = seal.run(env.settings, env.store)  # still suspended: no new events
@@ -100,7 +103,7 @@ def test_suspended_seal_holds_licenses_until_resumed(env: Env) -> None:
     assert {sid for sid, _ in sigs} == {dev_id} and len(sigs) == COUNT
     assert {d["seal"] for d in details} == {seal.DEV_SEAL_CODE}
     assert f"Common Name: {seal.DEV_SEAL_NAME}" in _signer(sigs[0][1])
-    assert _count(env.store, DeliveryRow) == COUNT
+    assert _count(env.store, DeliveryRow, DeliveryRow.destination == "provincial") == COUNT
     assert seal.run(env.settings, env.store).counts == {"sealed": 0, "held": 0}
 
 

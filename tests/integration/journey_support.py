@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from kafka import KafkaConsumer, TopicPartition
 
+from connectors.tls import httpx_kwargs
 from ehub import devstack
 from ehub.config import Settings
 from ehub.store.db import Store
@@ -19,7 +20,7 @@ from ehub.summary import journey_counts
 
 SEED_COUNT = int(os.environ.get("EHUB_TEST_SEED_COUNT", "160"))
 DEFECT_RATE = 0.08
-STAGES = ("extract", "normalize", "seal", "deliver", "publish")
+STAGES = ("extract", "normalize", "seal", "deliver", "deliver_national", "publish")
 SOURCE = "market_regulation.business_licenses"
 
 
@@ -79,7 +80,11 @@ def hub_counts(settings: Settings) -> dict[str, Any]:
 
 def platform_records(settings: Settings) -> list[tuple[str, int]]:
     """(identifier, version) of every license version the platform simulator holds."""
-    rows = httpx.get(f"{settings.provincial_url}/admin/licenses", timeout=30).json()
+    rows = httpx.get(
+        f"{settings.provincial_url}/admin/licenses",
+        timeout=30,
+        **httpx_kwargs(settings.platform_tls()),  # the simulator requires mutual TLS
+    ).json()
     items = rows["licenses"] if isinstance(rows, dict) else rows
     return [(r["identifier"], int(r["version"])) for r in items]
 

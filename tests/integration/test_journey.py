@@ -54,7 +54,9 @@ def _check_complete(state: dict[str, Any], seeded: dict[str, Any] | None = None)
     assert state["pending"] == 0
     assert state["extracted"] == state["normalized"] + state["quarantined"]
     assert state["quarantined"] >= 1 and state["sealed"] >= 1
-    assert state["delivered"] == {"provincial": state["sealed"]}
+    assert state["delivered"]["provincial"] == {"license": state["sealed"]}
+    national = state["delivered"]["national"]
+    assert national["license"] == state["sealed"] and national["seal"] >= 1  # catalog, 备案
     assert state["platform_versions"] == state["platform_distinct_versions"] == state["sealed"]
     assert state["returned"] == state["sealed"]
     assert state["messages_on_broker"] == state["distinct_messages_on_broker"] == state["returned"]

@@ -1,0 +1,94 @@
+"""Delivery outbox rows: one per (record version, destination), written with the record.
+
+Which destination receives which kind of record:
+
+- ``license`` — the provincial platform (license with its sealed PDF) and the
+  national platform (catalog entry: metadata and the document's hash); the rows
+  are written by the seal stage in the transaction that records the seal;
+- ``case`` — both platforms; written by the normalize stage in the transaction
+  that stores the case record version;
+- ``seal`` — the national platform (seal registration, 备案); written in the
+  transaction that registers the seal.
+
+Every row carries its idempotency key, derived from destination, kind, record
+and version, so it is the same on every retry of every worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import select, tuple_
+
+from ehub.store.db import insert_ignore, utcnow
+from ehub.store.models import CaseRow, DeliveryRow
+
+DESTINATIONS: dict[str, tuple[str, ...]] = {
+    "license": ("provincial", "national"),
+    "case": ("provincial", "national"),
+    "seal": ("national",),
+}
+KINDS = tuple(DESTINATIONS)
+ALL_DESTINATIONS = ("provincial", "national")
+
+
+def idempotency_key(destination: str, identifier: str, version: int, kind: str = "license") -> str:
+    """Stable key of one record version at one destination (same on every retry).
+
+    License keys keep their original form (``destination|identifier|version``)
+    so rows written before case and seal deliveries existed keep their keys.
+    """
+    text = (
+        f"{destination}|{identifier}|{version}"
+        if kind == "license"
+        else f"{destination}|{kind}|{identifier}|{version}"
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:48]
+
+
+def row(kind: str, destination: str, record_id: int, subject: str, version: int) -> dict[str, Any]:
+    """One pending outbox row as a dict for a bulk insert."""
+    return {
+        "kind": kind,
+        f"{kind}_id": record_id,
+        "subject": subject,
+        "version": version,
+        "destination": destination,
+        "idempotency_key": idempotency_key(destination, subject, version, kind),
+        "state": "pending",
+        "attempts": 0,
+        "created_at": utcnow(),
+    }
+
+
+def rows_for(kind: str, record_id: int, subject: str, version: int) -> list[dict[str, Any]]:
+    """The outbox rows of one record version, one per destination of its kind."""
+    return [row(kind, d, record_id, subject, version) for d in DESTINATIONS[kind]]
+
+
+def insert(s: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert outbox rows; a row already there (re-run after a crash) is left as it is."""
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_kind.setdefault(r["kind"], []).append(r)
+    for kind, group in by_kind.items():
+        # Bulk inserts need the same columns in every row: fill the other kinds' ids.
+        full = [{"license_id": None, "case_id": None, "seal_id": None, **r} for r in group]
+        insert_ignore(s, DeliveryRow.__table__, full, [f"{kind}_id", "destination"])
+
+
+def add_case_rows(s: Any, versions: Iterable[tuple[str, int]]) -> int:
+    """Outbox rows of newly stored case record versions (case number, version)."""
+    pairs = list(versions)
+    if not pairs:
+        return 0
+    found = s.execute(
+        select(CaseRow.id, CaseRow.case_number, CaseRow.version).where(
+            tuple_(CaseRow.case_number, CaseRow.version).in_(pairs)
+        )
+    ).all()
+    rows = [r for cid, number, ver in found for r in rows_for("case", cid, number, ver)]
+    insert(s, rows)
+    return len(rows)
