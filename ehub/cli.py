@@ -235,8 +235,19 @@ def up(port: int) -> None:
     show_default=True,
     help="Licenses posted to the on-demand sealing API for seal_api_p95_ms.",
 )
+@click.option(
+    "--delivery-cases",
+    default=20_000,
+    show_default=True,
+    help="Case record versions delivered to both platforms for deliver_case_per_s.",
+)
 def bench(
-    count: int, out_path: Path, memory_rows: str, seal_memory: int, seal_api_posts: int
+    count: int,
+    out_path: Path,
+    memory_rows: str,
+    seal_memory: int,
+    seal_api_posts: int,
+    delivery_cases: int,
 ) -> None:
     """Benchmarks of the stages that exist -> out/bench/bench.json."""
     from ehub.bench import run_bench
@@ -249,6 +260,7 @@ def bench(
         memory_rows=sizes,
         seal_memory=seal_memory,
         seal_api_posts=seal_api_posts,
+        delivery_cases=delivery_cases,
     )
     console.print_json(json.dumps(result["figures"]))
 
