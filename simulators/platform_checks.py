@@ -20,6 +20,7 @@ Pure functions and one lazily built validator per schema file: no network, no cl
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -92,6 +93,7 @@ class SchemaFile:
 
                 folder = self.path.parent
 
+                @functools.cache  # a $ref is resolved per validated item: read each file once
                 def retrieve(uri: str) -> Resource:
                     name = uri.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].split("#", 1)[0]
                     hits = sorted(folder.rglob(name))

@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from connectors.platform import NationalClient, PlatformUnavailable, ProvincialClient, Receipt
 from ehub.audit import Event, append
@@ -213,28 +213,41 @@ def _record(
     counts: _Counts,
     dead_after: int,
 ) -> None:
-    """Store the receipts of one batch: delivered, rejected, or still pending (transient)."""
+    """Store the receipts of one batch: delivered, rejected, or still pending (transient).
+
+    One read of the batch's rows and one bulk update by primary key (not a
+    statement per row): the receipts of a 500-item batch are stored in
+    milliseconds."""
     by_key = {r.idempotency_key: r for r in receipts}
     events = []
     refused: list[tuple[Pending, Receipt]] = []
+    what = {"destination": destination, "kind": kind}
+    now = utcnow()
     with store.session() as s:
+        attempts = dict(
+            s.execute(
+                select(DeliveryRow.id, DeliveryRow.attempts).where(
+                    DeliveryRow.id.in_([p.id for p in todo])
+                )
+            ).all()
+        )
+        changes: list[dict[str, Any]] = []
         for p in todo:
             r = by_key[p.idempotency_key]
-            row = s.get(DeliveryRow, p.id)
-            assert row is not None
-            row.attempts += 1
-            what = {"destination": destination, "kind": kind}
+            n = int(attempts[p.id]) + 1
             if r.transient:  # not processed: stays in the outbox, same key
-                row.last_error = f"{r.error_code or 'TRANSIENT'}: {r.message or ''}"[:1000]
                 counts.retry_later += 1
-                if row.attempts >= dead_after:
-                    row.state = "dead"
+                dead = n >= dead_after
+                changes.append({"id": p.id, "attempts": n, "state": "dead" if dead else "pending",
+                                "last_error": f"{r.error_code or 'TRANSIENT'}: "
+                                              f"{r.message or ''}"[:1000]})  # fmt: skip
+                if dead:
                     events.append(Event("dead_letter", p.subject, p.version,
-                                        {**what, "attempts": row.attempts}))  # fmt: skip
-                continue
-            row.receipt = r.raw
-            if r.accepted:
-                row.state, row.receipt_id, row.delivered_at = "delivered", r.receipt_id, utcnow()
+                                        {**what, "attempts": n}))  # fmt: skip
+            elif r.accepted:
+                changes.append({"id": p.id, "attempts": n, "state": "delivered",
+                                "receipt": r.raw, "receipt_id": r.receipt_id,
+                                "delivered_at": now})  # fmt: skip
                 counts.delivered += 1
                 counts.by_kind[kind] = counts.by_kind.get(kind, 0) + 1
                 counts.duplicates += r.duplicate
@@ -243,14 +256,25 @@ def _record(
                 if kind == "seal" and r.raw.get("registration_no"):
                     _record_registration(s, p.record_id, str(r.raw["registration_no"]), events)
             else:
-                row.state = "rejected"
-                row.last_error = f"{r.error_code}: {r.message}"
+                changes.append({"id": p.id, "attempts": n, "state": "rejected",
+                                "receipt": r.raw,
+                                "last_error": f"{r.error_code}: {r.message}"})  # fmt: skip
                 counts.rejected += 1
                 refused.append((p, r))
                 events.append(Event("rejected_by_platform", p.subject, p.version,
                                     {**what, "code": r.error_code}))  # fmt: skip
+        for group in _same_columns(changes):
+            s.execute(update(DeliveryRow), group)  # ORM bulk UPDATE by primary key
         _to_rejects_report(s, destination, refused)
         append(s, events)
+
+
+def _same_columns(changes: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Group row changes by the set of columns they set (one executemany per group)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for c in changes:
+        groups.setdefault(tuple(sorted(c)), []).append(c)
+    return list(groups.values())
 
 
 def _to_rejects_report(
