@@ -15,6 +15,7 @@ from ehub.cli_api_client import api_client
 from ehub.cli_deliveries import crosscheck, deliveries, reconcile
 from ehub.cli_hsm import hsm
 from ehub.cli_license import license_
+from ehub.cli_office import office
 from ehub.cli_pki import pki
 from ehub.cli_quarantine import quarantine
 from ehub.cli_seal import seal
@@ -45,6 +46,7 @@ main.add_command(crosscheck)
 main.add_command(hsm)
 main.add_command(pki)
 main.add_command(license_)
+main.add_command(office)
 main.add_command(quarantine)
 main.add_command(seal)
 main.add_command(source)

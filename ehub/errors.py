@@ -13,10 +13,14 @@ Tree::
 
     HubError
     ├── ConfigError (Terminal)            bad or missing setting; names the setting
-    │   └── SpecError                     a source spec is invalid; lists file:line:col
+    │   ├── SpecError                     a source spec is invalid; lists file:line:col
+    │   └── OfficeError                   ehub.offices: an office registration or grant
+    │       └── OfficeNotFound            refused; ``field`` names the setting
     ├── RecordError (Terminal)            one record cannot be normalized; carries
     │                                     source, record key, field, reason code
     ├── IdentifierError (RecordError)     an identifier fails its check
+    ├── RoutingError (RecordError)        ehub.routing: a record's division is missing
+    │                                     or invalid, so it cannot be returned to an office
     ├── StoreError                        the hub store failed
     │   └── StoreUnavailable (Transient)  cannot connect; names the URL (no password)
     ├── SourceError                       a department source failed as a whole

@@ -315,3 +315,44 @@ class AuditEvent(Base):
     detail: Mapped[dict[str, Any]]
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class OfficeRow(Base):
+    """A grassroots office that receives the records of its jurisdiction (属地返还).
+
+    ``division`` is a prefecture (``370600``, level ``city``), county or
+    township (9 digits) code; with ``include_children`` the office also sees
+    its sub-divisions. ``kinds`` and ``license_types`` (empty = every type) say
+    what it receives, ``fields`` which field codes of each kind it may see
+    (``{"license": ["ZZBS", ...]}``; ``*`` = all, ``KZ`` = every surface field),
+    ``masking`` how a field is masked (``{"CZZT": "name"}``) on top of the hub's
+    default policy, ``delivery`` how it receives (kafka | pull | file).
+    Credentials are in :class:`OfficeCredentialRow`.
+    """
+
+    __tablename__ = "offices"
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    division: Mapped[str] = mapped_column(String(12), index=True)
+    level: Mapped[str] = mapped_column(String(10))  # city|county|township
+    kinds: Mapped[list[str]] = mapped_column(JSON)
+    license_types: Mapped[list[str]] = mapped_column(JSON)
+    include_children: Mapped[bool] = mapped_column(Boolean)
+    fields: Mapped[dict[str, Any]]
+    masking: Mapped[dict[str, Any]]
+    delivery: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class OfficeCredentialRow(Base):
+    """A bearer credential of an office. Only its SHA-256 is kept; ``token_hint``
+    (the first characters) lets an operator tell credentials apart and revoke one."""
+
+    __tablename__ = "office_credentials"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    office_code: Mapped[str] = mapped_column(ForeignKey("offices.code"), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hint: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]

@@ -1,0 +1,246 @@
+"""``ehub office``: the grassroots offices that receive the records of their jurisdiction.
+
+A thin shell over :mod:`ehub.offices`. A credential is printed once, at
+creation; the hub keeps only its SHA-256.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, TypeVar, cast
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from ehub.offices import DeliveryMode, MaskMethod, Office, RecordKind
+    from ehub.store.db import Store
+
+console = Console(width=None if Console().is_terminal else 140)
+T = TypeVar("T")
+
+_KIND = click.Choice(["license", "case"])
+_DELIVERY = click.Choice(["kafka", "pull", "file"])
+
+
+def _store() -> Store:
+    from ehub.config import Settings
+    from ehub.store.db import Store
+
+    store = Store(Settings.from_env().database_url)
+    store.migrate()
+    return store
+
+
+def _with_store(fn: Callable[[Store], T]) -> T:
+    from ehub.offices import OfficeError
+
+    store = _store()
+    try:
+        return fn(store)
+    except OfficeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.dispose()
+
+
+def _pairs(values: Iterable[str], option: str) -> list[tuple[str, str]]:
+    out = []
+    for v in values:
+        key, sep, rest = v.partition("=")
+        if not sep or not key.strip() or not rest.strip():
+            raise click.BadParameter(f"{v!r}: expected KEY=VALUE", param_hint=option)
+        out.append((key.strip(), rest.strip()))
+    return out
+
+
+def _fields(values: Iterable[str]) -> dict[RecordKind, list[str]]:
+    out: dict[RecordKind, list[str]] = {}
+    for kind, codes in _pairs(values, "--fields"):
+        if kind not in ("license", "case"):
+            raise click.BadParameter(f"{kind!r} is not license or case", param_hint="--fields")
+        out.setdefault(cast("RecordKind", kind), []).extend(
+            c.strip() for c in codes.split(",") if c.strip()
+        )
+    return out
+
+
+def _masking(values: Iterable[str]) -> dict[str, MaskMethod]:
+    return {k: cast("MaskMethod", v) for k, v in _pairs(values, "--mask")}
+
+
+_fields_opt = click.option(
+    "--fields", "fields", multiple=True, metavar="KIND=F1,F2",
+    help="Fields the office may see, per kind (repeatable): license=ZZBS,ZZMC,KZ_ZS; "
+         "* = every field, KZ = every surface field.",
+)  # fmt: skip
+_mask_opt = click.option(
+    "--mask", "masks", multiple=True, metavar="FIELD=METHOD",
+    help="Masking of a field (repeatable): name | id_number | phone | address | none. "
+         "Overrides the hub's default (people's names and ID numbers masked).",
+)  # fmt: skip
+_type_opt = click.option("--type", "types", multiple=True, metavar="ZZLXDM",
+                         help="License type code it receives (repeatable; none = every type).")  # fmt: skip
+
+
+@click.group("office")
+def office() -> None:
+    """Grassroots offices receiving the records of their jurisdiction (return feeds)."""
+
+
+@office.command()
+@click.argument("code")
+@click.option("--name", required=True, help="The office's Chinese name.")
+@click.option("--division", required=True,
+              help="Prefecture (370600), county (370602) or township (370602001) code.")  # fmt: skip
+@click.option("--level", type=click.Choice(["city", "county", "township"]),
+              help="Checked against the division (derived from it when omitted).")  # fmt: skip
+@click.option("--kind", "kinds", type=_KIND, multiple=True, required=True,
+              help="Record kind it receives (repeatable).")  # fmt: skip
+@_type_opt
+@_fields_opt
+@_mask_opt
+@click.option("--include-children/--no-include-children", default=False, show_default=True,
+              help="Also receive the records of its sub-divisions.")  # fmt: skip
+@click.option("--delivery", "deliveries", type=_DELIVERY, multiple=True,
+              help="How it receives (repeatable; default pull).")  # fmt: skip
+@click.option("--token-only", is_flag=True, help="Print only the credential (for scripts).")
+def add(
+    code: str,
+    name: str,
+    division: str,
+    level: str | None,
+    kinds: tuple[str, ...],
+    types: tuple[str, ...],
+    fields: tuple[str, ...],
+    masks: tuple[str, ...],
+    include_children: bool,
+    deliveries: tuple[str, ...],
+    token_only: bool,
+) -> None:
+    """Register an office and print its credential (shown this once)."""
+    from ehub.offices import OfficeLevel, add_office
+
+    scopes = _fields(fields)
+    info, token = _with_store(
+        lambda store: add_office(
+            store, code, name, division,
+            level=cast("OfficeLevel | None", level),
+            kinds=cast("tuple[RecordKind, ...]", kinds),
+            fields=scopes,
+            license_types=types,
+            include_children=include_children,
+            masking=_masking(masks),
+            delivery=cast("tuple[DeliveryMode, ...]", deliveries or ("pull",)),
+        )
+    )  # fmt: skip
+    if token_only:
+        click.echo(token)
+        return
+    console.print(f"office [bold]{info.code}[/] {info.name} ({info.level} {info.division})")
+    console.print("credential (shown once, hand it to the office over a safe channel):")
+    click.echo(token)
+
+
+def _state(o: Office) -> str:
+    return "active" if o.active else f"revoked {o.revoked_at:%Y-%m-%d %H:%M}"
+
+
+@office.command("list")
+@click.option("--active", is_flag=True, help="Only offices not revoked.")
+def list_(active: bool) -> None:
+    """Every office (credentials are never shown)."""
+    from ehub.offices import list_offices
+
+    offices = _with_store(lambda store: list_offices(store, include_revoked=not active))
+    table = Table(title="offices")
+    for col in ("code", "name", "division", "level", "kinds", "children", "delivery", "state"):
+        table.add_column(col)
+    for o in offices:
+        table.add_row(o.code, o.name, o.division, o.level, ", ".join(sorted(o.kinds)),
+                      "yes" if o.include_children else "no", ", ".join(sorted(o.delivery)),
+                      _state(o))  # fmt: skip
+    console.print(table)
+
+
+@office.command()
+@click.argument("code")
+def show(code: str) -> None:
+    """One office's grants, field scopes, masking and credentials (hints only)."""
+    from ehub.divisions import lookup
+    from ehub.offices import get_office
+
+    o = _with_store(lambda store: get_office(store, code))
+    d = lookup(o.division)
+    console.print(f"[bold]{o.code}[/] {o.name}")
+    lines = [
+        ("division", f"{o.division} {d.name if d else ''}".rstrip()),
+        ("level", o.level),
+        ("include children", "yes" if o.include_children else "no"),
+        ("kinds", ", ".join(sorted(o.kinds))),
+        ("license types", ", ".join(sorted(o.license_types)) or "(every type)"),
+        *((f"fields.{k}", ", ".join(sorted(v))) for k, v in sorted(o.fields.items())),
+        ("masking", ", ".join(f"{k}={v}" for k, v in sorted(o.masking.items()))
+         or "(hub default)"),
+        ("delivery", ", ".join(sorted(o.delivery))),
+        ("credentials", ", ".join(h + "…" for h in o.credential_hints) or "(none active)"),
+        ("state", _state(o)),
+    ]  # fmt: skip
+    for k, v in lines:
+        console.print(f"  {k + ':':<18} {v}", highlight=False)
+
+
+@office.command("grant")
+@click.argument("code")
+@click.option("--kind", "kinds", type=_KIND, multiple=True, help="Record kind to add.")
+@_type_opt
+@_fields_opt
+@_mask_opt
+@click.option("--include-children/--no-include-children", default=None,
+              help="Set whether it receives its sub-divisions' records.")  # fmt: skip
+@click.option("--delivery", "deliveries", type=_DELIVERY, multiple=True,
+              help="Delivery mode to add.")  # fmt: skip
+def grant_(
+    code: str,
+    kinds: tuple[str, ...],
+    types: tuple[str, ...],
+    fields: tuple[str, ...],
+    masks: tuple[str, ...],
+    include_children: bool | None,
+    deliveries: tuple[str, ...],
+) -> None:
+    """Widen an office's grants (kinds, types, fields, delivery) or set its masking."""
+    from ehub.offices import grant
+
+    scopes = _fields(fields)
+    o = _with_store(
+        lambda store: grant(
+            store, code,
+            kinds=cast("tuple[RecordKind, ...]", kinds),
+            license_types=types,
+            fields=scopes,
+            masking=_masking(masks),
+            include_children=include_children,
+            delivery=cast("tuple[DeliveryMode, ...]", deliveries),
+        )
+    )  # fmt: skip
+    console.print(f"office {o.code}: kinds {', '.join(sorted(o.kinds))}; "
+                  + "; ".join(f"{k} fields {', '.join(sorted(v))}"
+                              for k, v in sorted(o.fields.items())))  # fmt: skip
+
+
+@office.command()
+@click.argument("code")
+@click.option("--credential", metavar="HINT",
+              help="Revoke only this credential (its hint, as `office show` prints it).")  # fmt: skip
+def revoke(code: str, credential: str | None) -> None:
+    """Revoke an office (and all its credentials) or one credential."""
+    from ehub.offices import revoke as revoke_office
+
+    hint = credential.rstrip("…") if credential else None
+    o = _with_store(lambda store: revoke_office(store, code, credential=hint))
+    if hint:
+        console.print(f"office {o.code}: credential {hint}… revoked")
+    else:
+        console.print(f"office {o.code} revoked with all its credentials")
