@@ -7,6 +7,7 @@ creation; the hub keeps only its SHA-256.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, cast
 
 import click
@@ -244,3 +245,38 @@ def revoke(code: str, credential: str | None) -> None:
         console.print(f"office {o.code}: credential {hint}… revoked")
     else:
         console.print(f"office {o.code} revoked with all its credentials")
+
+
+@office.command()
+@click.option("--office", "code", required=True, help="The office's code.")
+@click.option("--since", help="Only records stored at or after this time (ISO date or date-time).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx", "jsonl"]), default="xlsx",
+              show_default=True)  # fmt: skip
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/offices"),
+              show_default=True, help="Folder for the export file.")  # fmt: skip
+def export(code: str, since: str | None, fmt: str, out_dir: Path) -> None:
+    """Write what the office receives (its jurisdiction, fields and masking) to a file
+    with Chinese headers — for an office without Kafka or the pull API."""
+    from datetime import UTC, datetime
+
+    from ehub import office_feed
+    from ehub.offices import get_office
+
+    when = None
+    if since:
+        try:
+            when = datetime.fromisoformat(since)
+        except ValueError as exc:
+            raise click.BadParameter(f"not a date or date-time: {since!r}",
+                                     param_hint="--since") from exc  # fmt: skip
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+
+    def run(store: Store) -> office_feed.ExportResult:
+        return office_feed.export(store, get_office(store, code), out_dir,
+                                  cast("office_feed.ExportFormat", fmt), since=when,
+                                  labels=office_feed.field_labels())  # fmt: skip
+
+    result = _with_store(run)
+    console.print(f"office {code}: {result.rows} records "
+                  f"({', '.join(f'{k} {n}' for k, n in sorted(result.by_kind.items())) or 'none'})"
+                  f" → {result.path}")  # fmt: skip
