@@ -1,9 +1,15 @@
-"""``ehub verify FILE``: check the seal of a license PDF or XML, offline.
+"""``ehub verify FILE``: check the seal of a license PDF, XML or OFD, offline.
 
-The file kind is detected from its content (``%PDF-`` header or an XML root
-element), never from its name. Exit codes: 0 valid, 1 invalid (tampered,
-untrusted, expired, revoked, changed after sealing, unsigned), 2 the file or a
-trust root/CRL cannot be read, or the file is neither PDF nor XML.
+The file kind is detected from its content (``%PDF-`` header, a ZIP package
+with ``OFD.xml``, or an XML root element), never from its name. Exit codes: 0
+valid, 1 invalid (tampered, untrusted, expired, revoked, changed after sealing,
+unsigned), 2 the file or a trust root/CRL cannot be read, or the file is
+neither PDF, OFD nor XML.
+
+OFD documents carry GB/T 38540 SM2 seals (:mod:`signing.ofd_verify`); they
+are checked against the seal makers given with ``--ofd-trust``, by default the
+dev SM2 seal maker ``$EHUB_HOME/pki/sm2/maker.pem`` (created by
+:func:`signing.pki_sm2.ensure_dev_sm2_seal_maker`, never here).
 
 Default trust root: the dev PKI root ``$EHUB_HOME/pki/root.pem`` (where
 ``ehub pki init`` / the seal stage create it; it is never created here), and
@@ -34,7 +40,10 @@ from rich.text import Text
 from ehub.config import default_home
 from signing.certstatus import load_crls
 from signing.errors import VerificationError
+from signing.ofd_package import is_ofd
+from signing.ofd_verify import OfdVerification, verify_ofd
 from signing.pki import ROOT_CERT
+from signing.pki_sm2 import load_certificate, maker_cert_path
 from signing.verify import LicenseStatusLookup, PdfVerification, verify_pdf
 from signing.xmlsig import XmlVerification, verify_license_xml
 
@@ -74,9 +83,11 @@ _ZH = {
 
 
 def detect_kind(data: bytes) -> str | None:
-    """'pdf', 'xml' or None, from the content."""
+    """'pdf', 'ofd', 'xml' or None, from the content."""
     if b"%PDF-" in data[:1024]:
         return "pdf"
+    if is_ofd(data):
+        return "ofd"
     head = data.lstrip(b"\xef\xbb\xbf \t\r\n")
     if head.startswith(b"<"):
         return "xml"
@@ -101,6 +112,14 @@ def detect_kind(data: bytes) -> str | None:
     help="CRL (PEM/DER) to check against; repeatable. Default with the default root: "
     "$EHUB_HOME/pki/crl/*.crl.",
 )
+@click.option(
+    "--ofd-trust",
+    "ofd_trust",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Trusted SM2 seal maker certificate (PEM/DER) for OFD seals; repeatable. "
+    "Default: $EHUB_HOME/pki/sm2/maker.pem.",
+)
 @click.option("--at", "at", help="Validation time, ISO-8601 with offset (default: now).")
 @click.option(
     "--register/--no-register",
@@ -113,10 +132,11 @@ def verify(
     as_json: bool,
     trust: tuple[Path, ...],
     crl: tuple[Path, ...],
+    ofd_trust: tuple[Path, ...],
     at: str | None,
     register: bool,
 ) -> None:
-    """Verify the seal of a license PDF (PAdES) or XML (XMLDSig) offline."""
+    """Verify the seal of a license PDF (PAdES), OFD (SM2 seal) or XML (XMLDSig) offline."""
     _quiet_validators()
     pki_dir = default_home() / "pki"
     roots = list(trust) or [pki_dir / ROOT_CERT]
@@ -129,7 +149,9 @@ def verify(
         _finish(as_json, file, None, None, f"cannot read {file}: {exc.strerror}")
     kind = detect_kind(data)
     if kind is None:
-        _finish(as_json, file, None, None, "the file is neither a PDF nor an XML document")
+        _finish(as_json, file, None, None, "the file is neither a PDF, an OFD nor an XML document")
+    if kind == "ofd":
+        _verify_ofd(as_json, file, data, list(ofd_trust) or [maker_cert_path(pki_dir)], register)
     try:
         moment = _parse_time(at)
         crls = load_crls(crl_files)
@@ -157,11 +179,37 @@ def verify(
     _finish(as_json, file, kind, result, None)
 
 
+def _verify_ofd(
+    as_json: bool, file: Path, data: bytes, trust: list[Path], register: bool
+) -> NoReturn:
+    # The seal layer has its own trust anchors (SM2 seal makers), not the PAdES roots.
+    try:
+        makers = [load_certificate(path) for path in trust]
+    except OSError as exc:
+        _finish(
+            as_json,
+            file,
+            "ofd",
+            None,
+            f"cannot read the OFD seal maker certificate {exc.filename}: {exc.strerror} "
+            "(give --ofd-trust, or create the dev one with "
+            "signing.pki_sm2.ensure_dev_sm2_seal_maker)",
+        )
+    lookup = register_lookup() if register else None
+    result = verify_ofd(data, makers, license_status=lookup)
+    if not result.readable:
+        _finish(as_json, file, "ofd", result, "; ".join(result.reasons))
+    _finish(as_json, file, "ofd", result, None)
+
+
+Verdict = PdfVerification | XmlVerification | OfdVerification
+
+
 def _finish(
     as_json: bool,
     file: Path,
     kind: str | None,
-    result: PdfVerification | XmlVerification | None,
+    result: Verdict | None,
     error: str | None,
 ) -> NoReturn:
     if error is not None:
@@ -187,7 +235,7 @@ def _print(
     console: Console,
     file: Path,
     kind: str | None,
-    result: PdfVerification | XmlVerification | None,
+    result: Verdict | None,
     error: str | None,
 ) -> None:
     console.print(Text(f"文件 File: {file}  ({(kind or 'unknown').upper()})"))
@@ -214,6 +262,17 @@ def _print(
                 ("摘要算法 Digest", sig.digest_algorithm),
             ]
             _table(console, f"签名 Signature {sig.field_name}", rows)
+    elif isinstance(result, OfdVerification):
+        for seal in result.seals:
+            rows = [
+                ("完整性 Integrity", _zh("intact" if seal.intact else "modified")),
+                ("签章人 Signer", seal.signer_subject),
+                ("印章名称 Seal", seal.seal_name),
+                ("印章编码 Seal ID", seal.seal_id),
+                ("签章时间 Signing time", _time(seal.signing_time)),
+                ("受保护文件 Protected files", str(seal.references)),
+            ]
+            _table(console, f"OFD 电子签章 Seal {seal.signature_entry}", rows)
     else:
         rows = [
             ("完整性 Integrity", _zh("intact" if result.intact else "modified")),
@@ -265,6 +324,9 @@ def _plain(value: Any) -> Any:
             out["trusted"] = value.trusted
             signed = out.pop("signed_xml")
             out["signed_xml_bytes"] = len(signed) if signed is not None else None
+        if isinstance(value, OfdVerification):
+            out["reasons"] = value.reasons
+            out["valid"] = value.valid
         return out
     if isinstance(value, Enum):
         return value.value
