@@ -87,14 +87,19 @@ def feed_return():
     tags=["ehub", "delivery", "reconciliation"],
     doc_md="Yesterday's delivered sets against each platform's reports, per kind (count + "
     "digest); missing versions re-queued with their idempotency keys, unknown ones flagged; "
-    "licenses cross-checked against case records. On demand: `ehub reconcile --date D`.",
+    "licenses cross-checked against case records; then a signed, timestamped checkpoint of the "
+    "audit chain. On demand: `ehub reconcile --date D`, `ehub audit checkpoint`.",
 )
 def reconcile_platforms():
     @task(doc="Retry: re-reading both sides is harmless; a re-queued row is sent once.")
     def reconcile() -> dict[str, object]:
         return run_stage_task("reconcile")
 
-    reconcile()
+    @task(doc="A signed, timestamped checkpoint of the audit chain (retry: one more checkpoint).")
+    def checkpoint() -> dict[str, object]:
+        return run_stage_task("checkpoint")
+
+    reconcile() >> checkpoint()
 
 
 seal_licenses()

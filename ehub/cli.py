@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 
 from ehub.cli_api_client import api_client
+from ehub.cli_audit import audit, trace
 from ehub.cli_deliveries import crosscheck, deliveries, reconcile
 from ehub.cli_hsm import hsm
 from ehub.cli_license import license_
@@ -40,6 +41,8 @@ def main(verbose: bool) -> None:
 
 
 main.add_command(api_client)
+main.add_command(audit)
+main.add_command(trace)
 main.add_command(deliveries)
 main.add_command(reconcile)
 main.add_command(crosscheck)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from ehub import audit_checkpoint
 from ehub.config import Settings
 from ehub.pipeline import StageResult, deliver, extract, normalize, publish, reconcile, seal
 from ehub.sources.loader import find_spec
@@ -29,6 +30,7 @@ STAGES: dict[str, Callable[[Settings, Store], StageResult]] = {
     "deliver_national": deliver.run_national,
     "publish": publish.run,
     "reconcile": reconcile.run,
+    "checkpoint": audit_checkpoint.run,
 }
 SOURCE_STAGES = {"extract": extract.run, "normalize": normalize.run}
 
