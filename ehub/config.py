@@ -65,8 +65,8 @@ class Settings:
     verify_url: str = "http://127.0.0.1:8765/verify"
     """Public base URL of the verification endpoint; a license's QR code leads to
     ``<verify_url>/<identifier>`` (``ehub verify-server`` serves it)."""
-    return_topic_prefix: str = "ehub.return.county."
-    """Return feed topics are ``<prefix><6-digit county code>``."""
+    return_topic_prefix: str = "ehub.return.office."
+    """Return feed topics are ``<prefix><office code>`` (one topic per office)."""
     fault: str = ""
     """Crash injection for tests: ``<stage>:<batch number>`` makes the stage
     exit the process abruptly after committing that many batches."""

@@ -260,6 +260,21 @@ def platform_tls_settings(tls: TlsMaterial) -> dict[str, str]:
     }
 
 
+def _dev_offices(home: Path) -> dict[str, str]:
+    """Register the dev offices (one per prefecture) in the hub store; the credentials
+    of those created now (dev secrets, kept in the stack state like the others)."""
+    from ehub.config import Settings
+    from ehub.offices_dev import ensure_dev_offices
+    from ehub.store.db import Store
+
+    store = Store(Settings.from_env(home=home).database_url)
+    try:
+        store.migrate()
+        return ensure_dev_offices(store)
+    finally:
+        store.dispose()
+
+
 def _start_platform(name: str, home: Path, services: list[Service], tls: TlsMaterial) -> int:
     """Start one platform simulator (HTTPS, client certificates required); its port."""
     port = free_port()
@@ -407,6 +422,7 @@ def up(
             },
         },
     }
+    state["offices"] = _dev_offices(home)
     state_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = state_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, ensure_ascii=False, indent=2))

@@ -149,3 +149,11 @@ def counties(prefix: str = "37") -> list[Division]:
         (d for d in _table().values() if d.level == "county" and d.code.startswith(prefix)),
         key=lambda d: d.code,
     )
+
+
+def prefectures(prefix: str = "37") -> list[Division]:
+    """Prefecture-level divisions (cities) whose code starts with ``prefix``, by code."""
+    return sorted(
+        (d for d in _table().values() if d.level == "prefecture" and d.code.startswith(prefix)),
+        key=lambda d: d.code,
+    )

@@ -27,10 +27,11 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from ehub import divisions
+from ehub import divisions, feeds
 from ehub.audit import Event, append
 from ehub.config import Settings
 from ehub.errors import RecordError
+from ehub.feeds import FeedRouter
 from ehub.normalize import RecordRejected
 from ehub.normalize.canonical import SpecNormalizer
 from ehub.pipeline import StageResult, outbox
@@ -142,6 +143,9 @@ def process_batch(
         except RecordRejected as rej:
             rejects += [_reject(raw_id, spec.id, key, payload, e) for e in rej.errors]
     crash_point(settings.fault, "normalize", n, "before")
+    router = (
+        FeedRouter.load(store, settings.return_topic_prefix) if spec.record_kind == "case" else None
+    )
     with store.session() as s:
         known = _load_known(s, spec.record_kind, [r for _, _, r in records])
         rows, events = [], []
@@ -169,7 +173,14 @@ def process_batch(
             insert_ignore(s, LicenseRow.__table__, rows, ["identifier", "version"])
         else:
             insert_ignore(s, CaseRow.__table__, rows, ["case_number", "version"])
-            outbox.add_case_rows(s, [(r["case_number"], r["version"]) for r in rows])
+            stored = outbox.add_case_rows(s, [(r["case_number"], r["version"]) for r in rows])
+            feed_rows = []
+            assert router is not None
+            for cid, number, ver, doc in stored:  # return feeds of the offices concerned
+                got, unroutable = router.rows("case", cid, number, ver, doc)
+                feed_rows += got
+                events += unroutable
+            feeds.insert_rows(s, feed_rows)
         _write_quarantine(s, rejects)
         settle_retried(s, [r[0] for r in raws], rejects)  # retried: open again or resolved
         bad_ids = sorted({r["raw_id"] for r in rejects})

@@ -79,16 +79,19 @@ def insert(s: Any, rows: Sequence[dict[str, Any]]) -> None:
         insert_ignore(s, DeliveryRow.__table__, full, [f"{kind}_id", "destination"])
 
 
-def add_case_rows(s: Any, versions: Iterable[tuple[str, int]]) -> int:
-    """Outbox rows of newly stored case record versions (case number, version)."""
+def add_case_rows(s: Any, versions: Iterable[tuple[str, int]]) -> list[tuple[int, str, int, Any]]:
+    """Outbox rows of newly stored case record versions (case number, version); the
+    stored versions as (id, case number, version, document)."""
     pairs = list(versions)
     if not pairs:
-        return 0
-    found = s.execute(
-        select(CaseRow.id, CaseRow.case_number, CaseRow.version).where(
-            tuple_(CaseRow.case_number, CaseRow.version).in_(pairs)
-        )
-    ).all()
-    rows = [r for cid, number, ver in found for r in rows_for("case", cid, number, ver)]
-    insert(s, rows)
-    return len(rows)
+        return []
+    found = [
+        tuple(r)
+        for r in s.execute(
+            select(CaseRow.id, CaseRow.case_number, CaseRow.version, CaseRow.document).where(
+                tuple_(CaseRow.case_number, CaseRow.version).in_(pairs)
+            )
+        ).all()
+    ]
+    insert(s, [r for cid, number, ver, _doc in found for r in rows_for("case", cid, number, ver)])
+    return found  # type: ignore[return-value]

@@ -9,48 +9,82 @@ already there, marks those published and sends only the rest.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import literal, select, union_all, update
 
 from connectors.kafka_feed import FeedMessage, FeedPublisher, scan_ids
 from ehub.audit import Event, append
 from ehub.config import Settings
 from ehub.errors import BrokerUnavailable
-from ehub.masking import mask_license_document
+from ehub.feeds import FeedSigner, envelope
+from ehub.offices import Office, RecordKind, list_offices
 from ehub.pipeline import StageResult
 from ehub.pipeline.faults import crash_point
+from ehub.routing import division_of, view_for
 from ehub.store.db import Store, utcnow
-from ehub.store.models import FeedMessageRow, LicenseRow
+from ehub.store.models import CaseRow, FeedMessageRow, LicenseRow
 
 log = logging.getLogger(__name__)
 
-ENVELOPE_SCHEMA = "ehub.return.license/1"
+
+@dataclass(frozen=True, slots=True)
+class _Todo:
+    id: int
+    kind: RecordKind
+    office: str
+    topic: str
+    message_key: str
+    message_id: str
+    identifier: str
+    version: int
+    status: str | None
+    document: dict[str, Any]
 
 
-def envelope(
-    identifier: str,
-    version: int,
-    status: str,
-    division: str,
-    doc: dict[str, object],
-    message_id: str,
-) -> bytes:
-    body = {
-        "schema": ENVELOPE_SCHEMA,
-        "message_id": message_id,
-        "kind": "license",
-        "identifier": identifier,
-        "version": version,
-        "operation": "revoke" if status in ("revoked", "cancelled") else "upsert",
-        "division": division,
-        "produced_at": datetime.now(UTC).isoformat(),
-        "payload": mask_license_document(doc),
-    }
-    return json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
+def _pending(s: Any, limit: int) -> list[_Todo]:
+    """The next pending feed messages with their records (licenses and case records)."""
+    base = (FeedMessageRow.id, FeedMessageRow.kind, FeedMessageRow.office, FeedMessageRow.topic,
+            FeedMessageRow.message_key, FeedMessageRow.message_id)  # fmt: skip
+    lic = (
+        select(*base, LicenseRow.identifier, LicenseRow.version, LicenseRow.status,
+               LicenseRow.document)
+        .join(LicenseRow, LicenseRow.id == FeedMessageRow.license_id)
+    )  # fmt: skip
+    case = (
+        select(*base, CaseRow.case_number, CaseRow.version, literal(None), CaseRow.document)
+        .join(CaseRow, CaseRow.id == FeedMessageRow.case_id)
+    )  # fmt: skip
+    both = union_all(
+        lic.where(FeedMessageRow.state == "pending"),
+        case.where(FeedMessageRow.state == "pending"),
+    ).subquery()
+    rows = s.execute(select(both).order_by(both.c[0]).limit(limit)).all()
+    return [_Todo(*r) for r in rows]
+
+
+def _withhold(store: Store, rows: list[_Todo]) -> None:
+    with store.session() as s:
+        s.execute(update(FeedMessageRow).where(FeedMessageRow.id.in_([t.id for t in rows]))
+                  .values(state="withheld"))  # fmt: skip
+        append(s, [Event("return_withheld", t.identifier, t.version,
+                         {"office": t.office, "reason": "office revoked"}) for t in rows])  # fmt: skip
+
+
+def _message(t: _Todo, offices: dict[str, Office], signer: FeedSigner) -> FeedMessage:
+    """The office's view of the record in a signed envelope. An office revoked since
+    the row was written still gets nothing beyond what it was granted then: its
+    registry entry (fields, masking) is what shapes the view."""
+    office = offices[t.office]
+    body = envelope(
+        kind=t.kind, identifier=t.identifier, version=t.version, status=t.status,
+        division=division_of(t.kind, t.document), office=t.office,
+        payload=view_for(office, t.kind, t.document), message_id=t.message_id, signer=signer,
+    )  # fmt: skip
+    return FeedMessage(t.topic, t.message_key, t.message_id, body)
 
 
 def recover(settings: Settings, store: Store) -> int:
@@ -90,43 +124,28 @@ def recover(settings: Settings, store: Store) -> int:
 def run(settings: Settings, store: Store, *, attempts: int = 4) -> StageResult:
     broker = settings.require("broker")
     recovered = recover(settings, store)
+    offices = {o.code: o for o in list_offices(store)}
+    signer = FeedSigner.dev(settings.home)
     publisher = FeedPublisher(broker)
     batches = published = failures = 0
     try:
         while True:
             with store.session() as s:
-                todo = list(
-                    s.execute(
-                        select(
-                            FeedMessageRow.id,
-                            FeedMessageRow.topic,
-                            FeedMessageRow.message_key,
-                            FeedMessageRow.message_id,
-                            LicenseRow.identifier,
-                            LicenseRow.version,
-                            LicenseRow.status,
-                            LicenseRow.holder_division,
-                            LicenseRow.document,
-                        )
-                        .join(LicenseRow, LicenseRow.id == FeedMessageRow.license_id)
-                        .where(FeedMessageRow.state == "pending")
-                        .order_by(FeedMessageRow.id)
-                        .limit(settings.batch_size)
-                    )
-                )
+                todo = _pending(s, settings.batch_size)
                 if not todo:
                     break
                 s.execute(
                     update(FeedMessageRow)
-                    .where(FeedMessageRow.id.in_([t[0] for t in todo]))
+                    .where(FeedMessageRow.id.in_([t.id for t in todo]))
                     .values(state="sending")
                 )
             batches += 1
             crash_point(settings.fault, "publish", batches, "before")
-            msgs = [
-                FeedMessage(topic, key, mid, envelope(ident, ver, status, div, doc, mid))
-                for _id, topic, key, mid, ident, ver, status, div, doc in todo
-            ]
+            withheld = [t for t in todo if not offices[t.office].active]
+            if withheld:  # revoked since the rows were written: nothing more reaches it
+                _withhold(store, withheld)
+                todo = [t for t in todo if offices[t.office].active]
+            msgs = [_message(t, offices, signer) for t in todo]
             try:
                 acks = {p.message_id: p for p in publisher.publish(msgs)}
             except BrokerUnavailable:
@@ -140,17 +159,16 @@ def run(settings: Settings, store: Store, *, attempts: int = 4) -> StageResult:
                 publisher = FeedPublisher(broker)
                 continue
             crash_point(settings.fault, "publish", batches, "acked")
+            now = utcnow()
             with store.session() as s:
-                for row_id, _topic, _key, mid, _ident, _ver, *_ in todo:
-                    row = s.get(FeedMessageRow, row_id)
-                    assert row is not None
-                    row.state, row.partition, row.offset = (
-                        "published",
-                        acks[mid].partition,
-                        acks[mid].offset,
-                    )
-                    row.published_at = utcnow()
-                append(s, [Event("returned", t[4], t[5], {"topic": t[1]}) for t in todo])
+                s.execute(update(FeedMessageRow), [
+                    {"id": t.id, "state": "published", "partition": acks[t.message_id].partition,
+                     "offset": acks[t.message_id].offset, "published_at": now}
+                    for t in todo
+                ])  # fmt: skip
+                append(s, [Event("returned", t.identifier, t.version,
+                                 {"kind": t.kind, "office": t.office, "topic": t.topic})
+                           for t in todo])  # fmt: skip
             published += len(todo)
             crash_point(settings.fault, "publish", batches)
     finally:

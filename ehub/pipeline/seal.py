@@ -34,15 +34,17 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from ehub import feeds
 from ehub.allocator import CycleCollector, pin_mmap_threshold
 from ehub.audit import Event, append
 from ehub.config import Settings
+from ehub.feeds import FeedRouter
 from ehub.pipeline import StageResult, outbox
 from ehub.pipeline.faults import crash_point
 from ehub.records import license_from_json, license_to_xml
 from ehub.seals import NoUsableSeal, Seal, SealRegistry, SealRegistryError, create_seal
 from ehub.store.db import Store, insert_ignore, utcnow
-from ehub.store.models import FeedMessageRow, LicenseRow, SealRow, SignatureRow
+from ehub.store.models import LicenseRow, SealRow, SignatureRow
 from ehub.templates import Level, license_view, template_for
 from signing import softhsm
 from signing.errors import KeyAccessError, SealUnavailable, SigningError, UnsealableDocument
@@ -102,10 +104,6 @@ DEV_SEALS = (
         ("11100000000013338W006",),
     ),
 )
-
-
-def message_id(topic: str, identifier: str, version: int) -> str:
-    return hashlib.sha256(f"return|{topic}|{identifier}|{version}".encode()).hexdigest()[:48]
 
 
 def document_path(settings: Settings, identifier: str, version: int) -> Path:
@@ -207,8 +205,18 @@ class SealContext:
         _dev_seal_id, self.pki = ensure_dev_seal(settings, store)
         (settings.out_dir / "licenses").mkdir(parents=True, exist_ok=True)
         self.settings = settings
+        self.store = store
         self.sealers = _Sealers(settings, self.pki)
         self._collector = CycleCollector()
+        self._router: tuple[float, FeedRouter] | None = None
+
+    def router(self) -> FeedRouter:
+        """The offices receiving return feeds, re-read every 30 s (a long-running API
+        server sees an office registered meanwhile)."""
+        now = time.monotonic()
+        if self._router is None or now - self._router[0] > 30:
+            self._router = (now, FeedRouter.load(self.store, self.settings.return_topic_prefix))
+        return self._router[1]
 
     def seal(self, registry: SealRegistry, lic: Pending) -> Outcome:
         """Render, seal and write one license's files; the store rows to record it."""
@@ -248,17 +256,9 @@ class SealContext:
             "signed_at": signed_at,
         })  # fmt: skip
         out.deliveries = outbox.rows_for("license", lic.id, ident, ver)
-        topic = settings.return_topic_prefix + lic.county
-        out.feeds = [
-            {
-                "license_id": lic.id,
-                "topic": topic,
-                "message_key": ident,
-                "message_id": message_id(topic, ident, ver),
-                "state": "pending",
-                "created_at": utcnow(),
-            }
-        ]
+        out.feeds, unroutable = self.router().rows("license", lic.id, ident, ver, doc,
+                                                   lic.type_code)  # fmt: skip
+        out.events += unroutable
         out.events.append(
             Event("sealed", ident, ver, {"format": "pades", "level": level, "seal": seal.code})
         )
@@ -270,8 +270,7 @@ def record(s: Any, outcomes: Sequence[Outcome]) -> None:
     insert_ignore(s, SignatureRow.__table__, [r for o in outcomes for r in o.signatures],
                   ["license_id", "format"])  # fmt: skip
     outbox.insert(s, [r for o in outcomes for r in o.deliveries])
-    insert_ignore(s, FeedMessageRow.__table__, [r for o in outcomes for r in o.feeds],
-                  ["license_id", "topic"])  # fmt: skip
+    feeds.insert_rows(s, [r for o in outcomes for r in o.feeds])
     done = [o.license.id for o in outcomes if o.pdf is not None]
     now = utcnow()
     if done:

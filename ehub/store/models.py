@@ -284,15 +284,21 @@ class CircuitRow(Base):
 
 
 class FeedMessageRow(Base):
-    """Outbox row of one return-feed message (one license version on one topic)."""
+    """Outbox row of one return-feed message: one record version (a license,
+    ``license_id``, or a case record, ``case_id``) on one office's topic."""
 
     __tablename__ = "feed_messages"
     __table_args__ = (
         UniqueConstraint("license_id", "topic"),
+        UniqueConstraint("case_id", "topic"),
         Index("ix_feed_messages_state_id", "state", "id"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    license_id: Mapped[int] = mapped_column(ForeignKey("licenses.id"))
+    kind: Mapped[str] = mapped_column(String(10), server_default="license")  # license|case
+    license_id: Mapped[int | None] = mapped_column(ForeignKey("licenses.id"))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("case_records.id"))
+    office: Mapped[str | None] = mapped_column(String(64), index=True)
+    """The office whose topic this is (None: a county topic of the first feed version)."""
     topic: Mapped[str] = mapped_column(String(200))
     message_key: Mapped[str] = mapped_column(String(200))
     message_id: Mapped[str] = mapped_column(String(64), unique=True)

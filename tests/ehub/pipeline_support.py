@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ehub.config import Settings
+from ehub.offices_dev import ensure_dev_offices
 from ehub.pipeline import extract, normalize
 from ehub.sources.connections import env_name
 from ehub.sources.loader import find_spec
@@ -62,5 +63,6 @@ def market_env(
     )
     store = Store(hub.database_url)
     store.migrate()
+    ensure_dev_offices(store)  # one office per city: every record returned once
     ingest_market(hub, store, mr, monkeypatch)
     return MarketEnv(hub, store, mr)

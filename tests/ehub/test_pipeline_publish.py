@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from connectors.kafka_feed import FeedMessage, FeedPublisher, Published
 from ehub.config import Settings
 from ehub.errors import BrokerUnavailable
+from ehub.offices_dev import ensure_dev_offices
 from ehub.pipeline import publish, seal
 from ehub.store.db import Store
 from ehub.store.models import FeedMessageRow
@@ -40,6 +41,7 @@ def _prepare(
     )
     store = Store(settings.database_url)
     store.migrate()
+    ensure_dev_offices(store)  # one office per city: every record returned once
     ingest_market(settings, store, mr, monkeypatch)
     seal.run(settings, store)
     return settings, store

@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 
 from ehub.api_clients import ApiClientError, create_client, revoke_client
 from ehub.config import Settings
+from ehub.offices_dev import ensure_dev_offices
 from ehub.pipeline import extract, normalize, seal
 from ehub.pipeline.intake import reclaim
 from ehub.seals import resume_seal, suspend_seal
@@ -58,6 +59,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
     )
     store = Store(settings.database_url)
     store.migrate()
+    ensure_dev_offices(store)  # one office per city: every record returned once
     _info, token = create_client(store, "scjg-djxt", DEV_DEPARTMENT_USCC, [SOURCE_ID])
     with TestClient(create_app(settings)) as http:
         yield Api(settings, store, http, token)
@@ -208,6 +210,7 @@ def test_killing_the_api_server_mid_request_loses_and_duplicates_nothing(
     db = f"sqlite:///{tmp_path / 'hub.db'}"
     store = Store(db)
     store.migrate()
+    ensure_dev_offices(store)  # one office per city: every record returned once
     _info, token = create_client(store, "scjg-djxt", DEV_DEPARTMENT_USCC, [SOURCE_ID])
     payload = license_post(8, issuer_uscc=DEV_DEPARTMENT_USCC, seed=5)
 

@@ -1,0 +1,154 @@
+"""Return feeds per office on the real embedded broker, read back with a second,
+independent Kafka client: offices at city, county and township level each receive
+exactly the records of their jurisdiction, with exactly their fields, masked per
+their policy, signed by the hub, and nothing of another office."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from sqlalchemy import func, select
+
+from ehub.audit import append
+from ehub.config import Settings
+from ehub.feeds import FeedRouter, FeedSigner, insert_rows, verify_envelope
+from ehub.offices import add_office, revoke
+from ehub.pipeline import publish
+from ehub.routing import view_for
+from ehub.store.db import Store, utcnow
+from ehub.store.models import AuditEvent, CaseRow, FeedMessageRow, LicenseRow
+from ehub.store.models import Source as SourceRow
+from schemas import path as schema_path
+from tests.ehub.test_routing import OFFICES, expected, generate
+
+
+def _read_topics(broker: str, prefix: str) -> dict[str, list[dict[str, Any]]]:
+    """Every message of every topic under ``prefix``, read by a plain kafka-python
+    consumer (assigned partitions from the beginning; none of the hub's feed code).
+
+    kcat cannot be the second client here: librdkafka 2.0 (Debian bookworm's kcat)
+    misparses the ApiVersions v3 answer of the embedded tansu 0.6.0 broker and no
+    longer honours ``api.version.request=false``; against Apache Kafka it works."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False,
+                             client_id="independent-reader")  # fmt: skip
+    try:
+        topics = sorted(t for t in consumer.topics() if t.startswith(prefix))
+        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        consumer.assign(tps)
+        consumer.seek_to_beginning()
+        out: dict[str, list[dict[str, Any]]] = {t: [] for t in topics}
+        empty = 0
+        while empty < 3:
+            batch = consumer.poll(timeout_ms=500)
+            empty = 0 if batch else empty + 1
+            for tp, records in batch.items():
+                out[tp.topic] += [json.loads(r.value) for r in records]
+        return out
+    finally:
+        consumer.close()
+
+
+def _store_records(store: Store, router: FeedRouter) -> tuple[list[Any], int]:
+    """The generated records as the stages store them: rows, and feed outbox rows written
+    with them by the same routing the seal and normalize stages use."""
+    records = generate()
+    unroutable = 0
+    with store.session() as s:
+        for sid, kind in (("t.cases", "case"), ("t.licenses", "license")):
+            s.add(SourceRow(id=sid, department="t", kind="sql", record_kind=kind,
+                            created_at=utcnow()))  # fmt: skip
+        s.flush()
+        feed_rows, events = [], []
+        for n, (kind, doc) in enumerate(records):
+            if kind == "license":
+                row: Any = LicenseRow(
+                    identifier=doc["ZZBS"], version=1, type_code=doc["ZZLXDM"],
+                    issuer_code=doc["ZZBFJGDM"], holder_division=doc["CZZTQHDM"],
+                    county=doc["CZZTQHDM"][:6], status="valid", content_hash="h", document=doc,
+                    source_id="t.licenses", source_key=str(n), raw_id=None, state="sealed",
+                    created_at=utcnow(),
+                )  # fmt: skip
+                ident, type_code = doc["ZZBS"], doc["ZZLXDM"]
+            else:
+                row = CaseRow(case_number=doc["BJBH"], version=1, division=doc["XZQHDM"],
+                              content_hash="h", document=doc, source_id="t.cases",
+                              source_key=str(n), raw_id=None, created_at=utcnow())  # fmt: skip
+                ident, type_code = doc["BJBH"], None
+            s.add(row)
+            s.flush()
+            got, ev = router.rows(kind, row.id, ident, 1, doc, type_code)
+            feed_rows += got
+            events += ev
+        # one record with an unknown division: reported, never routed silently
+        bad = dict(records[0][1], ZZBS=records[0][1]["ZZBS"][:-1] + "9", CZZTQHDM="379999")
+        got, ev = router.rows("license", 0, bad["ZZBS"], 1, bad, bad["ZZLXDM"])
+        assert (
+            got == []
+            and ev
+            and ev[0].event == "unroutable"
+            and (ev[0].detail or {})["field"] == "CZZTQHDM"
+        )
+        unroutable += 1
+        events += ev
+        insert_rows(s, feed_rows)
+        append(s, events)
+    return records, unroutable
+
+
+def test_each_office_topic_holds_exactly_its_records(tmp_path: Path, broker: str) -> None:
+    prefix = f"test.{tmp_path.name[-12:].lower()}."
+    settings = replace(
+        Settings.from_env(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'hub.db'}",
+                          broker=broker, batch_size=40),
+        return_topic_prefix=prefix,
+    )  # fmt: skip
+    store = Store(settings.database_url)
+    store.migrate()
+    try:
+        for o in OFFICES:
+            add_office(store, o.code, o.name, o.division, kinds=o.kinds, fields=o.fields,
+                       license_types=o.license_types, include_children=o.include_children,
+                       masking=o.masking, delivery=("kafka",))  # fmt: skip
+            if not o.active:
+                revoke(store, o.code)
+        router = FeedRouter.load(store, prefix)
+        assert {o.code for o in router.offices} == {o.code for o in OFFICES if o.active}
+        records, _ = _store_records(store, router)
+        result = publish.run(settings, store)
+        with store.session() as s:
+            rows = s.scalar(select(func.count()).select_from(FeedMessageRow))
+            unroutable = s.scalars(
+                select(AuditEvent.subject).where(AuditEvent.event == "unroutable")
+            ).all()
+        assert result.counts["published"] == rows and rows > len(records) // 2
+        assert len(unroutable) == 1
+        hub_cert = FeedSigner.dev(settings.home).cert
+        schema = json.loads(schema_path("return_envelope.schema.json").read_text("utf-8"))
+        topics = _read_topics(broker, prefix)
+        # one topic per active office that has records, and no other
+        assert sorted(topics) == sorted({prefix + o.code for o in OFFICES if o.active})
+        total = 0
+        for office in (o for o in OFFICES if o.active):
+            got = topics[prefix + office.code]
+            total += len(got)
+            want = {(d.get("ZZBS") or d["BJBH"]): (k, d) for k, d in records
+                    if expected(office, k, d)}  # fmt: skip
+            assert sorted(m["identifier"] for m in got) == sorted(want), office.code
+            for m in got:
+                jsonschema.validate(m, schema)
+                assert m["office"] == office.code
+                kind, doc = want[m["identifier"]]
+                assert m["kind"] == kind
+                assert m["payload"] == view_for(office, kind, doc)  # fields + masking
+                assert verify_envelope(json.dumps(m, ensure_ascii=False).encode(), [hub_cert])
+            forged = dict(got[0], payload={**got[0]["payload"], "injected": 1})
+            assert not verify_envelope(json.dumps(forged).encode(), [hub_cert])
+        assert total == rows
+    finally:
+        store.dispose()
