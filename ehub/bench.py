@@ -49,6 +49,8 @@ FIGURES = (
     "peak_rss_mb_10k",
     "peak_rss_mb_1m",
     "seal_memory_growth_mb",
+    "sm2_sign_per_s",
+    "ofd_seal_per_s",
 )
 MISSING = {
     "seal_fast_per_s": "bulk-sealing fast path not built yet (performance issue)",
@@ -160,6 +162,11 @@ def run_bench(
         figures["deliver_p95_ms"] = delivery["commit_to_receipt"].get("provincial_p95_ms")
     finally:
         devstack.down(home)
+    from signing.ofd_seal import ofd_seal_per_s
+    from signing.sm2 import sm2_sign_per_s
+
+    figures["sm2_sign_per_s"] = round(sm2_sign_per_s(3000), 1)  # CPU time of one thread
+    figures["ofd_seal_per_s"] = round(ofd_seal_per_s(50), 1)  # render OFD + SM2 seal, one core
     memory_runs = {}
     for rows in memory_rows:
         console.print(f"memory run: a {rows:,}-row source, extract + normalize …")

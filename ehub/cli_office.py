@@ -280,3 +280,24 @@ def export(code: str, since: str | None, fmt: str, out_dir: Path) -> None:
     console.print(f"office {code}: {result.rows} records "
                   f"({', '.join(f'{k} {n}' for k, n in sorted(result.by_kind.items())) or 'none'})"
                   f" → {result.path}")  # fmt: skip
+
+
+@office.command()
+def status() -> None:
+    """Freshness of each office's Kafka feed: published, waiting, the age of the oldest
+    waiting message and the p95 lag from a record's commit to its publication."""
+    from ehub import office_feed
+
+    rows = _with_store(office_feed.freshness)
+    table = Table(title="return feeds per office (属地返还)")
+    for col in ("office", "published", "waiting", "oldest waiting", "p95 commit→published"):
+        table.add_column(col, justify="left" if col == "office" else "right")
+    for r in rows:
+        table.add_row(
+            r.office, f"{r.published:,}", f"{r.pending:,}",
+            "" if r.oldest_pending_s is None else f"{r.oldest_pending_s:,.1f} s",
+            "" if r.p95_lag_s is None else f"{r.p95_lag_s:,.1f} s",
+        )  # fmt: skip
+    console.print(table)
+    if not rows:
+        console.print("no office receives over Kafka yet (`ehub office add … --delivery kafka`)")

@@ -251,3 +251,64 @@ def field_labels() -> dict[str, str]:
             if first and re.search(r"[\u4e00-\u9fff]", first):
                 labels.setdefault(code, first)
     return labels
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """How current an office's Kafka feed is."""
+
+    office: str
+    published: int
+    pending: int
+    oldest_pending_s: float | None
+    """Age of the oldest message not yet on the broker (the feed's current lag)."""
+    p95_lag_s: float | None
+    """95th percentile of commit-to-publication over the last ``window`` messages."""
+
+
+def freshness(store: Store, *, window: int = 1000) -> list[Freshness]:
+    """Per office: messages published and waiting, and the lag from the record's commit
+    (its feed row is written in the same transaction) to its publication."""
+    from sqlalchemy import func
+
+    from ehub.on_demand import percentile
+    from ehub.store.db import utcnow
+    from ehub.store.models import FeedMessageRow as F
+
+    def aware(value: datetime) -> datetime:
+        from datetime import UTC
+
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    now = utcnow()
+    out: list[Freshness] = []
+    with store.session() as s:
+        counts: dict[str, dict[str, int]] = {}
+        oldest: dict[str, datetime] = {}
+        for code, state, n, first in s.execute(
+            select(F.office, F.state, func.count(), func.min(F.created_at))
+            .where(F.office.is_not(None))
+            .group_by(F.office, F.state)
+        ):
+            office = str(code)
+            counts.setdefault(office, {})[state] = int(n)
+            if state in ("pending", "sending") and first is not None:
+                oldest[office] = min(oldest.get(office, aware(first)), aware(first))
+        for office in sorted(counts):
+            lags = [
+                (aware(pub) - aware(made)).total_seconds()
+                for made, pub in s.execute(
+                    select(F.created_at, F.published_at)
+                    .where(F.office == office, F.state == "published")
+                    .order_by(F.id.desc())
+                    .limit(window)
+                )
+                if pub is not None
+            ]
+            c = counts[office]
+            out.append(Freshness(
+                office, c.get("published", 0), c.get("pending", 0) + c.get("sending", 0),
+                (now - oldest[office]).total_seconds() if office in oldest else None,
+                percentile(lags, 95),
+            ))  # fmt: skip
+    return out

@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from ehub.audit import append
+from ehub.cli import main
 from ehub.config import Settings
 from ehub.feeds import FeedRouter, FeedSigner, insert_rows, verify_envelope
+from ehub.office_feed import freshness
 from ehub.offices import add_office, revoke
 from ehub.pipeline import publish
 from ehub.routing import view_for
@@ -150,5 +153,20 @@ def test_each_office_topic_holds_exactly_its_records(tmp_path: Path, broker: str
             forged = dict(got[0], payload={**got[0]["payload"], "injected": 1})
             assert not verify_envelope(json.dumps(forged).encode(), [hub_cert])
         assert total == rows
+        # freshness per office: what was published, nothing waiting, a measured lag
+        fresh = {f.office: f for f in freshness(store)}
+        for office in (o for o in OFFICES if o.active):
+            f = fresh[office.code]
+            assert f.published == len(topics[prefix + office.code]) and f.pending == 0
+            assert f.oldest_pending_s is None and f.p95_lag_s is not None and f.p95_lag_s >= 0
+        with store.session() as s:  # a message not yet published shows as waiting
+            row = s.scalars(select(FeedMessageRow).limit(1)).one()
+            row.state = "pending"
+        waiting = {f.office: f for f in freshness(store)}[str(row.office)]
+        assert waiting.pending == 1 and waiting.oldest_pending_s is not None
+        out = CliRunner().invoke(main, ["office", "status"],
+                                 env={"EHUB_DATABASE_URL": settings.database_url})  # fmt: skip
+        assert out.exit_code == 0, out.output
+        assert all(o.code in out.output for o in OFFICES if o.active)
     finally:
         store.dispose()
