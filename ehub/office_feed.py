@@ -28,6 +28,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 
 from ehub.offices import Office, RecordKind
+from ehub.reports import csv_safe
 from ehub.routing import RoutingError, division_of, in_jurisdiction, view_for
 from ehub.store.db import Store
 from ehub.store.models import CaseRow, LicenseRow
@@ -176,14 +177,11 @@ def _flat(item: Item) -> dict[str, Any]:
     return row
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
 def _cell(value: Any) -> Any:
-    """Spreadsheet-safe: text starting like a formula is prefixed with a quote."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return "" if value is None else value
+    """Spreadsheet-safe: formula-like text quoted (as in the rejects reports)."""
+    if value is None:
+        return ""
+    return csv_safe(value) if isinstance(value, str) else value
 
 
 def export(

@@ -180,7 +180,7 @@ def _write_csv(path: Path, rows: Iterable[tuple[str, ...]]) -> int:
         w = csv.writer(f)
         w.writerow(HEADERS)
         for row in rows:
-            w.writerow([_csv_safe(v) for v in row])
+            w.writerow([csv_safe(v) for v in row])
             n += 1
     return n
 
@@ -230,7 +230,7 @@ def _text_cell(ws: WriteOnlyWorksheet, value: str) -> WriteOnlyCell:
     return c
 
 
-def _csv_safe(value: str) -> str:
+def csv_safe(value: str) -> str:
     """Quote values a spreadsheet would otherwise evaluate as a formula."""
     return "'" + value if value.startswith(_FORMULA_START) else value
 
