@@ -20,6 +20,7 @@ command -v zbarimg >/dev/null 2>&1 || need+=(zbar-tools)        # decodes the li
 command -v chromium >/dev/null 2>&1 || need+=(chromium)         # headless browser tests
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v kcat >/dev/null 2>&1 || need+=(kcat)                 # independent Kafka client (librdkafka)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)  # validates docker-compose.yml
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
   exit 0
