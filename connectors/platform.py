@@ -208,8 +208,43 @@ class ProvincialClient:
             )
         return {int(v["version"]) for v in resp.json()["versions"]}
 
+    def return_page(self, division: str, after: int, limit: int = 500) -> ReturnPage:
+        """One page of the return interface (属地返还): the versions held whose division
+        starts with ``division``, after cursor ``after``."""
+        what = f"{self.destination} platform {self.base_url}: return interface for {division}"
+        try:
+            resp = self._client.get(f"/api/v1/return/{division}",
+                                    params={"after": after, "limit": limit})  # fmt: skip
+        except httpx.TransportError as exc:
+            raise PlatformUnavailable(
+                f"{what} unavailable ({exc.__class__.__name__}: {exc})"
+            ) from exc
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise PlatformUnavailable(
+                f"{what}: HTTP {resp.status_code}", retry_after=_retry_after(resp)
+            )
+        if resp.status_code != 200:
+            raise DestinationRejected(f"{what} refused: HTTP {resp.status_code} {resp.text[:300]}")
+        try:
+            body = resp.json()
+            items = body["items"]
+            if not isinstance(items, list):
+                raise TypeError("items is not a list")
+            return ReturnPage(items, int(body["next"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PlatformUnavailable(f"{what}: malformed answer ({exc})") from exc
+
     def close(self) -> None:
         self._client.close()
+
+
+@dataclass(frozen=True)
+class ReturnPage:
+    """A page of a platform's return interface: raw items (each checked by the hub
+    one by one, so one bad item never loses the page) and the next cursor."""
+
+    items: list[Any]
+    next: int
 
 
 class NationalClient(ProvincialClient):

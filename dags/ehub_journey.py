@@ -65,11 +65,12 @@ def _delivery_dag(destination: str, stage: str, what: str):
 
 @dag(
     dag_id="feed__return_to_locality",
-    schedule=[SEALED_LICENSES],
+    schedule=(SEALED_LICENSES | NORMALIZED_CASES),
     start_date=START,
     **COMMON,
     tags=["ehub", "feeds"],
-    doc_md="Each sealed license version to the return topic of its county.",
+    doc_md="Each sealed license version and normalized case record version to the return "
+    "topic of every office whose jurisdiction holds it, in that office's view.",
 )
 def feed_return():
     @task(doc="Retry: in-flight messages are looked up on the broker before re-publishing.")
@@ -102,10 +103,33 @@ def reconcile_platforms():
     reconcile() >> checkpoint()
 
 
+@dag(
+    dag_id="return__provincial",
+    schedule=CronTriggerTimetable("*/15 * * * *", timezone="Asia/Shanghai"),
+    start_date=START,
+    **COMMON,
+    tags=["ehub", "feeds", "return"],
+    doc_md="The provincial platform's return interface (属地返还): other departments' license "
+    "and case versions read from the cursor of each division prefix (EHUB_RETURN_DIVISIONS), "
+    "routed to the offices of their jurisdiction and published to their feeds.",
+)
+def return_provincial():
+    @task(doc="Retry: the page is re-read from the stored cursor; unique keys make it a no-op.")
+    def intake() -> dict[str, object]:
+        return run_stage_task("return_intake")
+
+    @task(doc="Retry: in-flight messages are looked up on the broker before re-publishing.")
+    def publish() -> dict[str, object]:
+        return run_stage_task("publish")
+
+    intake() >> publish()
+
+
 seal_licenses()
 _delivery_dag("provincial", "deliver", "licenses with their sealed PDFs, case records")
 _delivery_dag(
     "national", "deliver_national", "seal registrations, license catalog entries, case records"
 )
 feed_return()
+return_provincial()
 reconcile_platforms()

@@ -67,6 +67,9 @@ class Settings:
     ``<verify_url>/<identifier>`` (``ehub verify-server`` serves it)."""
     return_topic_prefix: str = "ehub.return.office."
     """Return feed topics are ``<prefix><office code>`` (one topic per office)."""
+    return_divisions: str = "37"
+    """Division prefixes (comma-separated) the hub reads from the provincial platform's
+    return interface (属地返还); ``37`` is the whole province of Shandong."""
     fault: str = ""
     """Crash injection for tests: ``<stage>:<batch number>`` makes the stage
     exit the process abruptly after committing that many batches."""
@@ -112,6 +115,7 @@ class Settings:
             batch_size=batch_size,
             source_batch_size=max(source_batch_size, 0),
             fault=pick("fault"),
+            return_divisions=pick("return_divisions", "37"),
             verify_url=pick("verify_url", "http://127.0.0.1:8765/verify").rstrip("/"),
         )
         known = {f.name for f in fields(cls)}

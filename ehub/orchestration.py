@@ -29,7 +29,8 @@ SEAL_DAG = "seal__licenses"
 DELIVER_DAG = "deliver__provincial"
 DELIVER_NATIONAL_DAG = "deliver__national"
 FEED_DAG = "feed__return_to_locality"
-AFTER_INGEST = (SEAL_DAG, DELIVER_DAG, DELIVER_NATIONAL_DAG, FEED_DAG)
+RETURN_DAG = "return__provincial"
+AFTER_INGEST = (SEAL_DAG, DELIVER_DAG, DELIVER_NATIONAL_DAG, FEED_DAG, RETURN_DAG)
 JOURNEY = (INGEST_DAG, *AFTER_INGEST)
 
 

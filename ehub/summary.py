@@ -14,6 +14,7 @@ from ehub.store.models import (
     LicenseRow,
     QuarantineRow,
     RawRecord,
+    ReturnedRecord,
     SignatureRow,
 )
 
@@ -78,6 +79,9 @@ def journey_counts(store: Store) -> dict[str, Any]:
             "sealed": count(
                 select(func.count()).select_from(SignatureRow).where(SignatureRow.format == "pades")
             ),
+            "sealed_ofd": count(
+                select(func.count()).select_from(SignatureRow).where(SignatureRow.format == "ofd")
+            ),
             "sealed_by_level": {
                 str(k): int(v)
                 for k, v in s.execute(
@@ -101,4 +105,5 @@ def journey_counts(store: Store) -> dict[str, Any]:
                 .where(FeedMessageRow.state == "published")
             ),
             "return_topics": count(select(func.count(func.distinct(FeedMessageRow.topic)))),
+            "returned_from_province": count(select(func.count()).select_from(ReturnedRecord)),
         }

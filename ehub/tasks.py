@@ -16,7 +16,16 @@ from collections.abc import Callable
 
 from ehub import audit_checkpoint
 from ehub.config import Settings
-from ehub.pipeline import StageResult, deliver, extract, normalize, publish, reconcile, seal
+from ehub.pipeline import (
+    StageResult,
+    deliver,
+    extract,
+    normalize,
+    publish,
+    reconcile,
+    returns,
+    seal,
+)
 from ehub.sources.loader import find_spec
 from ehub.store.db import Store
 
@@ -29,6 +38,7 @@ STAGES: dict[str, Callable[[Settings, Store], StageResult]] = {
     "deliver": deliver.run,
     "deliver_national": deliver.run_national,
     "publish": publish.run,
+    "return_intake": returns.run,
     "reconcile": reconcile.run,
     "checkpoint": audit_checkpoint.run,
 }

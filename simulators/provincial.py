@@ -25,14 +25,20 @@ Endpoints (``/api/`` ones need ``Authorization: Bearer <token>``, 401 otherwise)
   order, ``{"division", "items", "next"}``.
 - ``GET /healthz``; admin (no auth): ``GET /admin/stats``, ``GET /admin/licenses``,
   ``GET /admin/cases``, ``DELETE /admin/{licenses|cases}/{identifier}/{version}``,
-  ``POST /admin/faults``, ``POST /admin/faults/mix``, ``DELETE /admin/faults``.
+  ``POST /admin/faults``, ``POST /admin/faults/mix``, ``DELETE /admin/faults``,
+  ``POST /admin/return/records`` (``{"items": [{"kind": "license"|"case", "record"}]}``:
+  versions other departments gave the platform, handed back by the return interface).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
+import uuid
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -43,7 +49,7 @@ from fastapi.responses import JSONResponse
 from simulators.platform_app import add_versions_route, build_app, document_view
 from simulators.platform_checks import SCHEMAS_DIR, Checked
 from simulators.platform_core import Kind, case_kind, error
-from simulators.platform_store import PlatformStore
+from simulators.platform_store import PlatformStore, StoredVersion
 from simulators.provincial_checks import LicenseSchema, SignatureCheck, check_item
 
 log = logging.getLogger(__name__)
@@ -124,4 +130,44 @@ def create_app(
         next_cursor = items[-1]["cursor"] if items else after
         return JSONResponse({"division": division, "items": items, "next": next_cursor})
 
+    @app.post("/admin/return/records")
+    async def seed_returned(request: Request) -> Response:
+        """Admin (a loopback tool): versions other departments gave the platform, which
+        its return interface hands back to the hub with the hub's own."""
+        try:
+            body = await request.json()
+            items = [_other_department_item(i) for i in body["items"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            return error(422, "SCHEMA", f"items: {exc}")
+        with store.transaction() as tx:
+            stored = 0
+            for kind, identity, stored_version, payload_json, division in items:
+                if tx.by_version(kind, stored_version.identifier, stored_version.version):
+                    continue
+                tx.insert(kind, stored_version, identity=identity, payload_json=payload_json,
+                          division=division)  # fmt: skip
+                stored += 1
+        return JSONResponse({"stored": stored, "items": len(items)})
+
     return app
+
+
+_ITEM_FIELDS = {"license": ("ZZBS", "BBH", ("CZZTQHDM", "ZZBFJGQHDM")),
+                "case": ("BJBH", "BBH", ("XZQHDM",))}  # fmt: skip
+
+
+def _other_department_item(item: dict[str, Any]) -> tuple[str, str, StoredVersion, str, str]:
+    """(kind, identity, version, payload, division) of a seeded other-department record."""
+    kind, record = item["kind"], item["record"]
+    if kind not in _ITEM_FIELDS or not isinstance(record, dict):
+        raise ValueError(f"kind must be license or case with a record object, not {kind!r}")
+    id_field, version_field, division_fields = _ITEM_FIELDS[kind]
+    identifier, version = str(record[id_field]), int(record[version_field])
+    division = next((str(record[f]) for f in division_fields if record.get(f)), "")
+    payload = json.dumps(record, ensure_ascii=False, sort_keys=True)
+    stored = StoredVersion(
+        identifier, version, f"RCPT-{uuid.uuid4().hex}", f"other-department:{kind}:{identifier}:{version}",
+        hashlib.sha256(payload.encode()).hexdigest(),
+        datetime.now(UTC).isoformat(timespec="milliseconds"), {"origin": "other-department"},
+    )  # fmt: skip
+    return kind, f"{identifier}|{version}", stored, payload, division

@@ -56,6 +56,7 @@ def test_dagbag_parses_cleanly_quickly_and_without_io(tmp_path: Path) -> None:
         "deliver__provincial",
         "deliver__national",
         "feed__return_to_locality",
+        "return__provincial",
         "reconcile__platforms",
     } <= set(report["dags"])
     assert report["parse_s"] < 5, report["parse_s"]

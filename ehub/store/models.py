@@ -283,6 +283,36 @@ class CircuitRow(Base):
     updated_at: Mapped[datetime]
 
 
+class ReturnedRecord(Base):
+    """A license or case version another department gave the provincial platform,
+    handed back to the hub by its return interface (属地返还) for the offices."""
+
+    __tablename__ = "returned_records"
+    __table_args__ = (UniqueConstraint("platform", "kind", "identifier", "version"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(10))  # license|case
+    identifier: Mapped[str] = mapped_column(String(120))
+    version: Mapped[int]
+    division: Mapped[str | None] = mapped_column(String(12))
+    """None when the record's division could not be routed (reported as an event)."""
+    status: Mapped[str | None] = mapped_column(String(20))
+    document: Mapped[dict[str, Any]]
+    platform_cursor: Mapped[int] = mapped_column(BigInteger)
+    received_at: Mapped[datetime]
+
+
+class ReturnCursor(Base):
+    """How far the hub has read a platform's return interface, per division prefix;
+    advanced in the transaction that stores the page."""
+
+    __tablename__ = "return_cursors"
+    platform: Mapped[str] = mapped_column(String(20), primary_key=True)
+    division: Mapped[str] = mapped_column(String(12), primary_key=True)
+    cursor: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+
+
 class FeedMessageRow(Base):
     """Outbox row of one return-feed message: one record version (a license,
     ``license_id``, or a case record, ``case_id``) on one office's topic."""
@@ -291,12 +321,15 @@ class FeedMessageRow(Base):
     __table_args__ = (
         UniqueConstraint("license_id", "topic"),
         UniqueConstraint("case_id", "topic"),
+        UniqueConstraint("returned_id", "topic"),
         Index("ix_feed_messages_state_id", "state", "id"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(10), server_default="license")  # license|case
     license_id: Mapped[int | None] = mapped_column(ForeignKey("licenses.id"))
     case_id: Mapped[int | None] = mapped_column(ForeignKey("case_records.id"))
+    returned_id: Mapped[int | None] = mapped_column(ForeignKey("returned_records.id"))
+    """A record handed back by the provincial platform (``kind`` is then its kind)."""
     office: Mapped[str | None] = mapped_column(String(64), index=True)
     """The office whose topic this is (None: a county topic of the first feed version)."""
     topic: Mapped[str] = mapped_column(String(200))
