@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from ehub.cli_source import source
 from ehub.cli_verify import verify
 from ehub.config import Settings, default_home
 from ehub.errors import HubError
+from ehub.logging_setup import configure
 
 console = Console(width=None if Console().is_terminal else 140)
 
@@ -32,10 +34,8 @@ console = Console(width=None if Console().is_terminal else 140)
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
 def main(verbose: bool) -> None:
     """ehub — the province's data-exchange and e-license hub."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # Text lines, or JSON lines with EHUB_LOG_FORMAT=json; ID numbers and phones masked.
+    configure(logging.INFO if verbose else logging.WARNING, os.environ.get("EHUB_LOG_FORMAT", ""))
     # httpx logs every URL with its query (lookup keys, cursors): keep it to warnings.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -129,7 +129,9 @@ def run(dag_ids: tuple[str, ...]) -> None:
 @main.command()
 @click.argument(
     "stage",
-    type=click.Choice(["extract", "normalize", "seal", "deliver", "deliver_national", "publish"]),
+    type=click.Choice(
+        ["extract", "normalize", "seal", "deliver", "deliver_national", "publish", "return_intake"]
+    ),
 )
 @click.option(
     "--source", "source_id", help="Source id for extract/normalize (default: every spec)."
@@ -197,9 +199,15 @@ def up(port: int) -> None:
         env = airflow_env(settings)
         port = port or devstack.free_port()
         env.update({"AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port)})
+        if not env.get("EHUB_API_TOKENS"):
+            from ehub.hub_api import dev_operator_token
+
+            env["EHUB_API_TOKENS"] = dev_operator_token(settings.home)[1]
         console.print(
             f"Airflow UI on http://127.0.0.1:{port} (credentials: see "
-            f"{settings.home / 'airflow'}/simple_auth_manager_passwords.json.generated)"
+            f"{settings.home / 'airflow'}/simple_auth_manager_passwords.json.generated)\n"
+            f"dashboard 数字驾驶舱 and hub API on http://127.0.0.1:{port}/ehub/dashboard "
+            f"(operator token: {settings.home / 'operator_token'})"
         )
         proc = subprocess.Popen(["airflow", "standalone"], env=env, start_new_session=True)
         signal.signal(signal.SIGTERM, interrupt)
