@@ -31,6 +31,8 @@ from ehub.config import Settings
 from ehub.errors import StoreError
 from ehub.masking import mask_license_document
 from ehub.office_api import create_router as create_office_router
+from ehub.office_portal import create_router as create_portal_router
+from ehub.office_portal import portal_secret
 from ehub.seal_api import create_router
 from ehub.store.db import Store
 from ehub.store.models import LicenseRow, SignatureRow
@@ -155,6 +157,7 @@ def create_app(settings: Settings, trust_roots: Sequence[TrustRoot] | None = Non
     app = FastAPI(title="ehub license verification", docs_url=None, redoc_url=None)
     app.include_router(create_router(settings, store))  # on-demand sealing (authenticated)
     app.include_router(create_office_router(store))  # offices' pull API (authenticated)
+    app.include_router(create_portal_router(store, portal_secret(settings)))  # offices' portal
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -204,3 +204,13 @@ def test_ehub_verify_reports_a_revoked_license_intact_but_revoked(
     assert all(s["integrity"] == "intact" for s in report["signatures"]), report
     seal_only = runner.invoke(main, ["verify", str(pdf), "--no-register"])
     assert seal_only.exit_code == 0, seal_only.output
+
+
+def test_the_hub_web_app_serves_the_office_portal(env: Env) -> None:
+    """The verify server's app carries the offices' portal: the login page answers and a
+    records page without a session leads back to it."""
+    with TestClient(create_app(env.settings)) as client:
+        page = client.get("/portal/login")
+        assert page.status_code == 200 and "登录" in page.text
+        r = client.get("/portal/offices/3706-yt/records", follow_redirects=False)
+        assert r.status_code in (302, 303) and "/portal/login" in r.headers["location"]
