@@ -60,6 +60,10 @@ def run_demo(
             f"issuing system → on-demand sealing API: {on_demand['posted']} licenses, "
             f"answers {on_demand['statuses']}, p95 {on_demand['p95_ms']} ms"
         )
+        seeded_returns = _seed_other_departments(settings)
+        console.print(
+            f"provincial platform: {seeded_returns} versions from other departments to hand back"
+        )
         for res in run_dags(settings, journey()):
             console.print(f"  DAG {res.dag_id}: {res.state}")
         store = Store(settings.database_url)
@@ -81,7 +85,11 @@ def run_demo(
         endpoint = _ask_verification_endpoint(settings)
     finally:
         devstack.down(home)
-    verified = verify_documents(out_dir / "licenses", home / "pki" / "root.pem")
+    from signing.pki_sm2 import maker_cert_path
+
+    verified = verify_documents(
+        out_dir / "licenses", home / "pki" / "root.pem", maker_cert_path(home / "pki")
+    )
     mismatches = {
         sid: {"expected": seed["expected"], "quarantined": counts["sources"].get(sid, {})}
         for sid, seed in state.get("seeded", {}).items()
@@ -94,6 +102,7 @@ def run_demo(
         "documents_verified": verified,
         "verification_endpoint": endpoint,
         "on_demand_sealing": on_demand,
+        "other_departments_seeded": seeded_returns,
         "platform": platform,
         "seeded": state.get("seeded", {}),
         "duration_s": round(time.monotonic() - started, 2),
@@ -105,6 +114,8 @@ def run_demo(
         raise HubError(f"quarantine differs from the injected defects: {mismatches}")
     if verified["invalid"] or not verified["valid"]:
         raise HubError(f"{verified['invalid']} sealed PDFs failed verification; see {out_dir}")
+    if verified["ofd_invalid"]:
+        raise HubError(f"{verified['ofd_invalid']} sealed OFDs failed verification; see {out_dir}")
     if (
         on_demand["statuses"] != {"201": on_demand["posted"]}
         or on_demand["pdfs_invalid"]
@@ -112,6 +123,9 @@ def run_demo(
     ):
         raise HubError(f"on-demand sealing: not every posted license was sealed, valid and "
                        f"delivered: {on_demand}")  # fmt: skip
+    if counts["returned_from_province"] != seeded_returns:
+        raise HubError(f"the return interface handed back {seeded_returns} other departments' "
+                       f"versions; the hub kept {counts['returned_from_province']}")  # fmt: skip
     left = {k: v for k, v in counts["deliveries_by_state"].items() if k in ("pending", "dead")}
     if left:
         raise HubError(f"deliveries left in the outbox after the delivery DAGs: {left}")
@@ -123,6 +137,22 @@ def run_demo(
 
 
 ON_DEMAND_COUNT = 20
+OTHER_DEPARTMENTS_COUNT = 40
+
+
+def _seed_other_departments(settings: Settings) -> int:
+    """Versions other departments gave the provincial platform: its return interface
+    hands them back with the hub's own, for the return__provincial DAG to route."""
+    from simulators.other_departments import generate
+
+    resp = httpx.post(
+        f"{settings.provincial_url}/admin/return/records",
+        json={"items": generate(OTHER_DEPARTMENTS_COUNT)},
+        timeout=30,
+        **httpx_kwargs(settings.platform_tls()),
+    )
+    resp.raise_for_status()
+    return int(resp.json()["stored"])
 
 
 def _issue_on_demand(settings: Settings, home: Path) -> dict[str, Any]:
@@ -198,8 +228,11 @@ def _rejects_reports(store: Store, folder: Path) -> list[Path]:
     return paths
 
 
-def verify_documents(folder: Path, root: Path) -> dict[str, int]:
-    """Check every sealed PDF with pyHanko's validator against the dev trust root."""
+def verify_documents(folder: Path, root: Path, sm2_maker: Path | None = None) -> dict[str, int]:
+    """Check every sealed PDF with pyHanko's validator against the dev trust root, and
+    every OFD (license types sealed as OFD with an SM2 seal) against the dev SM2 seal maker."""
+    from signing.ofd_verify import verify_ofd
+    from signing.pki_sm2 import load_certificate
     from signing.verify import verify_pdf
 
     valid = invalid = 0
@@ -208,7 +241,11 @@ def verify_documents(folder: Path, root: Path) -> dict[str, int]:
             valid += 1
         else:
             invalid += 1
-    return {"valid": valid, "invalid": invalid}
+    ofds = sorted(folder.glob("*.ofd"))
+    makers = [load_certificate(sm2_maker)] if ofds and sm2_maker is not None else []
+    ofd_valid = sum(verify_ofd(p.read_bytes(), makers).valid for p in ofds)
+    return {"valid": valid, "invalid": invalid, "ofd_valid": ofd_valid,
+            "ofd_invalid": len(ofds) - ofd_valid}  # fmt: skip
 
 
 def _print(console: Console, s: dict[str, Any], out_dir: Path) -> None:
@@ -237,6 +274,7 @@ def _print(console: Console, s: dict[str, Any], out_dir: Path) -> None:
     t.add_row("sealed 签章 (PAdES)", str(s["sealed"]))
     for level, n in s["sealed_by_level"].items():
         t.add_row(f"  at {level}", str(n))
+    t.add_row("sealed 签章 (OFD, SM2 seal)", str(s["sealed_ofd"]))
     t.add_row("held 暂缓 (no usable seal, TSA down…)", str(s["held"]))
     for dest, kinds in s["delivered"].items():
         for kind, n in kinds.items():
@@ -244,8 +282,11 @@ def _print(console: Console, s: dict[str, Any], out_dir: Path) -> None:
     rejected = s["deliveries_by_state"].get("rejected", 0)
     t.add_row("rejected by a platform 平台退回", str(rejected))
     t.add_row("returned 属地返还 (messages)", str(s["returned"]))
+    t.add_row("from the province's return interface", str(s["returned_from_province"]))
     v = s["documents_verified"]
     t.add_row("sealed PDFs verified (pyHanko)", f"{v['valid']} valid, {v['invalid']} invalid")
+    t.add_row("sealed OFDs verified (GB/T 38540)",
+              f"{v['ofd_valid']} valid, {v['ofd_invalid']} invalid")  # fmt: skip
     o = s["on_demand_sealing"]
     t.add_row(
         "on-demand sealing API 即时签章",

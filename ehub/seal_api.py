@@ -220,13 +220,15 @@ def _receive(
         return _unavailable(exc)
     except ConfigError as exc:
         return _problem(500, f"the hub cannot seal for {spec.id}: {exc}")
-    if sealed.pdf is None:
+    if not sealed.sealed:
         return JSONResponse({
             "identifier": identifier, "version": version, "state": "held",
             "reason": sealed.hold_code, "message": sealed.hold_message,
         }, status_code=202)  # fmt: skip
     log.info("%s: %s v%d sealed on demand in %.0f ms", spec.id, identifier, version,
              (time.perf_counter() - started) * 1000)  # fmt: skip
+    if sealed.pdf is None:  # a license type sealed as OFD only
+        return _pdf(cast(bytes, sealed.ofd), spec.id, identifier, version, 201, OFD_MEDIA_TYPE)
     return _pdf(sealed.pdf, spec.id, identifier, version, 201)
 
 
@@ -247,8 +249,12 @@ def _existing(store: Store, source_id: str, license_id: int, identifier: str,
     return JSONResponse(body, status_code=202)
 
 
-def _pdf(data: bytes, source_id: str, identifier: str, version: int, status: int) -> Response:
-    return Response(data, status_code=status, media_type="application/pdf", headers={
+OFD_MEDIA_TYPE = "application/ofd"
+
+
+def _pdf(data: bytes, source_id: str, identifier: str, version: int, status: int,
+         media_type: str = "application/pdf") -> Response:  # fmt: skip
+    return Response(data, status_code=status, media_type=media_type, headers={
         "X-Ehub-Identifier": identifier, "X-Ehub-Version": str(version),
         "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
         "Location": f"/v1/sources/{source_id}/licenses/{identifier}/versions/{version}/document",

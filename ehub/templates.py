@@ -23,6 +23,8 @@ from signing.render import LicenseView
 
 Level = Literal["B-B", "B-T", "B-LT"]
 LEVELS: tuple[Level, ...] = ("B-B", "B-T", "B-LT")
+SealFormat = Literal["pades", "ofd"]
+SEAL_FORMATS: tuple[SealFormat, ...] = ("pades", "ofd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,23 @@ class LicenseTemplate:
     fields: tuple[tuple[str, str], ...] = ()
     """(surface code, label) in display order; empty = every surface field by code."""
     pades_level: Level = "B-B"
+    seal_formats: tuple[SealFormat, ...] = ("pades",)
+    """The sealed documents issued: a PAdES PDF, an OFD with an SM2 seal, or both."""
+
+
+def _seal_formats(value: Any) -> tuple[SealFormat, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(
+            f"seal_formats must be a non-empty list of {', '.join(SEAL_FORMATS)}, not {value!r}"
+        )
+    out: list[SealFormat] = []
+    for item in value:
+        if item not in SEAL_FORMATS:
+            raise ValueError(f"seal_formats: {item!r} is not one of {', '.join(SEAL_FORMATS)}")
+        if item in out:
+            raise ValueError(f"seal_formats: {item!r} given twice")
+        out.append(item)
+    return tuple(f for f in SEAL_FORMATS if f in out)  # a fixed order, whatever the file's
 
 
 def _parse(name: str, data: dict[str, Any]) -> LicenseTemplate:
@@ -52,6 +71,7 @@ def _parse(name: str, data: dict[str, Any]) -> LicenseTemplate:
             holder_code_label=str(data.get("holder_code_label", "持证主体代码")),
             fields=fields,
             pades_level=level,
+            seal_formats=_seal_formats(data.get("seal_formats", ["pades"])),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"license template {name}: {exc}") from exc

@@ -1,4 +1,4 @@
-"""Seal stage: normalized license versions → sealed PDF (PAdES) + outbox rows.
+"""Seal stage: normalized license versions → sealed PDF (PAdES) and/or OFD (SM2) + outbox rows.
 
 Per batch: select each license's seal in the seal registry (:mod:`ehub.seals`:
 the issuing department's own seal for the license type, else a cross-level
@@ -17,6 +17,14 @@ those whose seal has become usable.
 Development: :func:`ensure_dev_seal` registers one cross-level seal per demo
 department over Shandong (division 370000), each for its department's license
 types, so every demo license has a seal unless one is suspended or revoked.
+
+Formats: the license type's template says which sealed documents are issued
+(``seal_formats``: PAdES PDF, OFD with a GB/T 38540 SM2 seal, or both). The
+OFD part lives in :mod:`ehub.pipeline.seal_ofd`; its file is written beside
+the PDF and recorded as a ``signatures`` row of format ``ofd``. Delivery to
+the platforms sends the PDF, so delivery outbox rows are written only for a
+license sealed as PDF (an OFD-only type is sealed, returned to the offices and
+verifiable, but not delivered until the platform interfaces take OFD).
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from ehub.config import Settings
 from ehub.feeds import FeedRouter
 from ehub.pipeline import StageResult, outbox
 from ehub.pipeline.faults import crash_point
+from ehub.pipeline.seal_ofd import OfdSealing, SealedOfd
 from ehub.records import license_from_json, license_to_xml
 from ehub.seals import NoUsableSeal, Seal, SealRegistry, SealRegistryError, create_seal
 from ehub.store.db import Store, insert_ignore, utcnow
@@ -179,10 +188,12 @@ def load_pending(s: Any, license_id: int) -> Pending | None:
 
 @dataclass
 class Outcome:
-    """One license sealed (``pdf`` set, rows to write) or held (``hold_code`` set)."""
+    """One license sealed (``pdf`` and/or ``ofd`` set, rows to write) or held
+    (``hold_code`` set)."""
 
     license: Pending
     pdf: bytes | None = None
+    ofd: bytes | None = None
     path: Path | None = None
     hold_code: str | None = None
     hold_message: str = ""
@@ -190,6 +201,10 @@ class Outcome:
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     feeds: list[dict[str, Any]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+
+    @property
+    def sealed(self) -> bool:
+        return self.pdf is not None or self.ofd is not None
 
     @property
     def held_reason(self) -> str:
@@ -207,6 +222,7 @@ class SealContext:
         self.settings = settings
         self.store = store
         self.sealers = _Sealers(settings, self.pki)
+        self.ofd = OfdSealing(settings.home / "pki", settings.verify_url)
         self._collector = CycleCollector()
         self._router: tuple[float, FeedRouter] | None = None
 
@@ -223,15 +239,22 @@ class SealContext:
         self._collector.tick()
         settings = self.settings
         signed_at = datetime.now(UTC)
-        level = template_for(lic.type_code).pades_level
+        tpl = template_for(lic.type_code)
+        level, formats = tpl.pades_level, tpl.seal_formats
         ident, ver, doc = lic.identifier, lic.version, lic.document
+        path = document_path(settings, ident, ver)
+        sealed_pdf: bytes | None = None
+        sealed_ofd: SealedOfd | None = None
         try:
             seal = registry.select(lic.issuer_code, lic.type_code, signed_at)
             sealer = self.sealers.get(seal, level)
-            pdf = render_license_pdf(
-                license_view(doc, seal_label=seal.name, verify_url=settings.verify_url)
-            )
-            sealed_pdf = _seal_with_retries(sealer, pdf, signed_at)
+            if "pades" in formats:
+                pdf = render_license_pdf(
+                    license_view(doc, seal_label=seal.name, verify_url=settings.verify_url)
+                )
+                sealed_pdf = _seal_with_retries(sealer, pdf, signed_at)
+            if "ofd" in formats:
+                sealed_ofd = self.ofd.seal(seal, lic.id, doc, path, signed_at)
             xml = self.sealers.xml(seal, doc, sealer)
         except (NoUsableSeal, UnsealableDocument, KeyAccessError) as exc:
             # Held, never sealed: the reason is kept and the next run tries again.
@@ -240,9 +263,13 @@ class SealContext:
             if lic.state != "held" or lic.state_reason != out.held_reason:
                 out.events.append(Event("held", ident, ver, {"reason": code, "message": str(exc)}))
             return out
-        path = document_path(settings, ident, ver)
-        _write_atomic(path, sealed_pdf)
-        out = Outcome(lic, pdf=sealed_pdf, path=path)
+        out = Outcome(lic, pdf=sealed_pdf, path=path if sealed_pdf is not None else None)
+        if sealed_pdf is not None:
+            _write_atomic(path, sealed_pdf)
+        if sealed_ofd is not None:
+            _write_atomic(sealed_ofd.path, sealed_ofd.data)
+            out.ofd = sealed_ofd.data
+            out.signatures.append(sealed_ofd.signature)
         xml_path = path.with_suffix(".xml")  # the structured data, signed by the same seal
         _write_atomic(xml_path, xml)
         out.signatures.append({
@@ -250,18 +277,17 @@ class SealContext:
             "level": "enveloped", "path": str(xml_path),
             "sha256": hashlib.sha256(xml).hexdigest(), "signed_at": signed_at,
         })  # fmt: skip
-        out.signatures.append({
-            "license_id": lic.id, "seal_id": seal.id, "format": "pades", "level": level,
-            "path": str(path), "sha256": hashlib.sha256(sealed_pdf).hexdigest(),
-            "signed_at": signed_at,
-        })  # fmt: skip
-        out.deliveries = outbox.rows_for("license", lic.id, ident, ver)
+        if sealed_pdf is not None:
+            out.signatures.append({
+                "license_id": lic.id, "seal_id": seal.id, "format": "pades", "level": level,
+                "path": str(path), "sha256": hashlib.sha256(sealed_pdf).hexdigest(),
+                "signed_at": signed_at,
+            })  # fmt: skip
+            out.deliveries = outbox.rows_for("license", lic.id, ident, ver)  # PDF-based
         out.feeds, unroutable = self.router().rows("license", lic.id, ident, ver, doc,
                                                    lic.type_code)  # fmt: skip
         out.events += unroutable
-        out.events.append(
-            Event("sealed", ident, ver, {"format": "pades", "level": level, "seal": seal.code})
-        )
+        out.events.append(Event("sealed", ident, ver, _sealed_detail(formats, level, seal.code)))
         return out
 
 
@@ -271,7 +297,7 @@ def record(s: Any, outcomes: Sequence[Outcome]) -> None:
                   ["license_id", "format"])  # fmt: skip
     outbox.insert(s, [r for o in outcomes for r in o.deliveries])
     feeds.insert_rows(s, [r for o in outcomes for r in o.feeds])
-    done = [o.license.id for o in outcomes if o.pdf is not None]
+    done = [o.license.id for o in outcomes if o.sealed]
     now = utcnow()
     if done:
         s.execute(
@@ -314,12 +340,20 @@ def run(settings: Settings, store: Store) -> StageResult:
         crash_point(settings.fault, "seal", batches, "before")
         with store.session() as s:
             record(s, outcomes)
-        done = sum(o.pdf is not None for o in outcomes)
+        done = sum(o.sealed for o in outcomes)
         sealed += done
         held += len(todo) - done
         crash_point(settings.fault, "seal", batches)
     log.info("seal: %d batches, %d licenses sealed, %d held", batches, sealed, held)
     return StageResult("seal", batches, {"sealed": sealed, "held": held})
+
+
+def _sealed_detail(formats: Sequence[str], level: str, seal_code: str) -> dict[str, Any]:
+    """The ``sealed`` audit event's detail (unchanged for a PAdES-only type)."""
+    detail: dict[str, Any] = {"format": "+".join(formats), "seal": seal_code}
+    if "pades" in formats:
+        detail["level"] = level
+    return detail
 
 
 #: Hold reason codes of the signing errors that are not a seal selection's.
