@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from ehub.offices import DeliveryMode, MaskMethod, Office, RecordKind
     from ehub.store.db import Store
 
@@ -282,22 +284,161 @@ def export(code: str, since: str | None, fmt: str, out_dir: Path) -> None:
                   f" → {result.path}")  # fmt: skip
 
 
-@office.command()
-def status() -> None:
-    """Freshness of each office's Kafka feed: published, waiting, the age of the oldest
-    waiting message and the p95 lag from a record's commit to its publication."""
-    from ehub import office_feed
+def _quiet_kafka() -> None:
+    """kafka-python logs every refused connection at ERROR; the command says it once."""
+    import logging
 
-    rows = _with_store(office_feed.freshness)
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+
+
+def _lags(broker: str, topics: dict[str, str]) -> tuple[dict[str, str], str]:
+    """Each office's consumer lag as text, and a note when it cannot be read."""
+    from ehub.errors import BrokerUnavailable
+    from ehub.office_consumer import consumer_lag
+
+    if not broker:
+        return {}, "consumer lag: no broker known (give --broker or set EHUB_BROKER)"
+    _quiet_kafka()
+    out: dict[str, str] = {}
+    try:
+        for code, lag in consumer_lag(broker, topics):
+            out[code] = "no topic" if lag is None else f"{lag.total:,}"
+    except BrokerUnavailable as exc:
+        return out, f"consumer lag: {exc}"
+    return out, ""
+
+
+@office.command()
+@click.option("--broker", help="host:port of the Kafka broker (default: EHUB_BROKER / dev stack).")
+@click.option("--topic-prefix", help="Topic prefix (default: the hub's, ehub.return.office.).")
+@click.option("--no-lag", is_flag=True, help="Do not ask the broker for the consumers' lag.")
+def status(broker: str | None, topic_prefix: str | None, no_lag: bool) -> None:
+    """Freshness of each office's Kafka feed: published, waiting, the age of the oldest
+    waiting message, the p95 lag from a record's commit to its publication, and the
+    lag of the office's consumer (`ehub office consume`, group ehub-office-<code>):
+    the topic's end offset minus the group's committed offset."""
+    from ehub import office_feed
+    from ehub.config import Settings
+    from ehub.offices import list_offices
+
+    def load(store: Store) -> tuple[list[office_feed.Freshness], list[str]]:
+        kafka = [o.code for o in list_offices(store, include_revoked=False)
+                 if "kafka" in o.delivery]  # fmt: skip
+        return office_feed.freshness(store), kafka
+
+    rows, kafka_offices = _with_store(load)
+    settings = Settings.from_env()
+    prefix = topic_prefix or settings.return_topic_prefix
+    codes = sorted({r.office for r in rows} | set(kafka_offices))
+    lags, note = ({}, "") if no_lag or not codes else _lags(
+        broker or settings.broker, {c: prefix + c for c in codes}
+    )  # fmt: skip
+    by_office = {r.office: r for r in rows}
     table = Table(title="return feeds per office (属地返还)")
-    for col in ("office", "published", "waiting", "oldest waiting", "p95 commit→published"):
+    for col in ("office", "published", "waiting", "oldest waiting", "p95 commit→published",
+                "consumer lag"):  # fmt: skip
         table.add_column(col, justify="left" if col == "office" else "right")
-    for r in rows:
+    for code in codes:
+        r = by_office.get(code)
         table.add_row(
-            r.office, f"{r.published:,}", f"{r.pending:,}",
-            "" if r.oldest_pending_s is None else f"{r.oldest_pending_s:,.1f} s",
-            "" if r.p95_lag_s is None else f"{r.p95_lag_s:,.1f} s",
+            code,
+            "" if r is None else f"{r.published:,}",
+            "" if r is None else f"{r.pending:,}",
+            "" if r is None or r.oldest_pending_s is None else f"{r.oldest_pending_s:,.1f} s",
+            "" if r is None or r.p95_lag_s is None else f"{r.p95_lag_s:,.1f} s",
+            lags.get(code, "—"),
         )  # fmt: skip
     console.print(table)
-    if not rows:
+    if not codes:
         console.print("no office receives over Kafka yet (`ehub office add … --delivery kafka`)")
+    if note:
+        console.print(note, highlight=False)
+
+
+@office.command("feed-cert")
+@click.option("--out", "out", type=click.Path(path_type=Path),
+              help="Write the PEM here (default: print it).")  # fmt: skip
+def feed_cert(out: Path | None) -> None:
+    """The hub's feed certificate (PEM, public): hand it to the offices, which check
+    every envelope with it (`ehub office consume --hub-cert FILE`)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from ehub.config import Settings
+    from ehub.feeds import FeedSigner
+
+    pem = FeedSigner.dev(Settings.from_env().home).cert.public_bytes(Encoding.PEM)
+    if out is None:
+        click.echo(pem.decode(), nl=False)
+        return
+    out.write_bytes(pem)
+    console.print(f"hub feed certificate → {out}")
+
+
+def _hub_certs(path: Path | None) -> tuple[x509.Certificate, ...]:
+    from ehub.config import Settings
+    from ehub.office_consumer import load_certs
+
+    if path is not None:
+        return tuple(load_certs(path))
+    home = Settings.from_env().home
+    if not (home / "pki" / "root.pem").exists():
+        raise click.UsageError(
+            "give --hub-cert FILE: the hub's feed certificate, from `ehub office feed-cert` "
+            f"on the hub (no hub PKI in {home / 'pki'} to take it from)"
+        )
+    from ehub.feeds import FeedSigner
+
+    return (FeedSigner.dev(home).cert,)
+
+
+@office.command()
+@click.option("--office", "code", required=True, help="The office's code (its topic is read).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Folder of the output files (one per office).")  # fmt: skip
+@click.option("--broker", help="host:port of the Kafka broker (default: EHUB_BROKER / dev stack).")
+@click.option("--hub-cert", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="The hub's feed certificate(s), PEM (default: the hub's own, on the hub).")  # fmt: skip
+@click.option("--topic-prefix", help="Topic prefix (default: the hub's, ehub.return.office.).")
+@click.option("--group", help="Consumer group to commit to (default: ehub-office-<code>).")
+@click.option("--max-messages", type=click.IntRange(min=1), help="Stop after N messages.")
+@click.option("--idle-exit", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Stop after this long without a message (default: run until Ctrl-C).")  # fmt: skip
+def consume(
+    code: str,
+    out_dir: Path,
+    broker: str | None,
+    hub_cert: Path | None,
+    topic_prefix: str | None,
+    group: str | None,
+    max_messages: int | None,
+    idle_exit: float | None,
+) -> None:
+    """Read the office's return feed into OUT: partition-<n>.jsonl (one verified envelope
+    a line, with its partition and offset), rejects.jsonl (bad signature, wrong office,
+    not the envelope schema: topic, partition, offset, reason). Lines are fsynced before
+    the offsets are committed; a killed run resumes after the last line written."""
+    from ehub.config import Settings
+    from ehub.office_consumer import ConsumeSpec, consume, group_for
+
+    settings = Settings.from_env()
+    bootstrap = broker or settings.broker
+    if not bootstrap:
+        raise click.UsageError("give --broker HOST:PORT (or set EHUB_BROKER)")
+    spec = ConsumeSpec(
+        office=code,
+        topic=(topic_prefix or settings.return_topic_prefix) + code,
+        out_dir=out_dir,
+        broker=bootstrap,
+        certs=_hub_certs(hub_cert),
+        group=group or group_for(code),
+        max_messages=max_messages,
+        idle_exit_s=idle_exit,
+        fault=settings.fault,
+    )
+    _quiet_kafka()
+    result = consume(spec)
+    if result.repaired:
+        console.print(f"repaired torn last lines: {', '.join(result.repaired)}")
+    console.print(f"office {code}: {result.written:,} written, {result.rejected:,} rejected "
+                  f"→ {out_dir}; next offsets {result.next_offsets}", highlight=False)  # fmt: skip
