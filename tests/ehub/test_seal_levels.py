@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -167,17 +168,17 @@ def test_a_license_that_cannot_be_rendered_is_held_and_the_others_sealed(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from signing.errors import UnsealableDocument
-    from signing.render import render_license_pdf
+    from signing.fastpades import render_and_seal
 
     with env.store.session() as s:
         victim = s.scalar(select(LicenseRow.identifier).order_by(LicenseRow.id).limit(1))
 
-    def render(view: object) -> bytes:
+    def render(view: object, **kwargs: Any) -> bytes:
         if getattr(view, "identifier", None) == victim:
             raise UnsealableDocument(f"license {victim}: 40 rows need 900 pt, only 400 pt fit")
-        return render_license_pdf(view)  # type: ignore[arg-type]
+        return render_and_seal(view, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(seal, "render_license_pdf", render)
+    monkeypatch.setattr(seal, "render_and_seal", render)
     assert seal.run(env.settings, env.store).counts == {"sealed": COUNT - 1, "held": 1}
     with env.store.session() as s:
         state, why = s.execute(
