@@ -51,6 +51,7 @@ from openpyxl.utils.exceptions import InvalidFileException
 
 from connectors.errors import SourceRejected, SourceUnavailable
 from connectors.safe_xml import (
+    PROLOG_BYTES,
     RecordPath,
     XmlFileError,
     iter_records,
@@ -156,6 +157,8 @@ class FileDropSource:
 
     def _read_file(self, path: Path, cur: _Cursor | None) -> Iterator[SourceBatch]:
         s = self.spec
+        if path.is_symlink():  # it would read (and move) a file from outside the folder
+            raise self._reject(path, "", "is a symbolic link", "drop the file itself")
         size = path.stat().st_size
         if size > s.max_file_bytes:
             raise SourceRejected(
@@ -218,6 +221,11 @@ class FileDropSource:
 
     def _move(self, path: Path, sha: str) -> None:
         target_dir = Path(self.spec.folder) / self.spec.processed_dir
+        if target_dir.is_symlink():  # a link planted in the drop folder: files would leave it
+            raise SourceRejected(
+                f"source {self.name}: processed folder {target_dir} is a symbolic link; "
+                "remove it (an absolute processed_dir in the spec puts the folder elsewhere)"
+            )
         target_dir.mkdir(parents=True, exist_ok=True)
         target = target_dir / path.name
         if target.exists():  # a file of that name was processed before: keep both
@@ -320,6 +328,7 @@ class FileDropSource:
                 ) from exc
 
     def _xlsx_rows(self, path: Path) -> Iterator[dict[str, Any]]:
+        self._check_workbook(path)
         try:
             wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
         except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, SyntaxError) as exc:
@@ -365,12 +374,40 @@ class FileDropSource:
         finally:
             wb.close()
 
+    def _check_workbook(self, path: Path) -> None:
+        """Refuse a zip bomb (parts inflating beyond ``max_file_bytes``) and XML parts with
+        a DOCTYPE (entity expansion, external entities) before openpyxl parses anything."""
+        try:
+            with zipfile.ZipFile(path) as zf:
+                members = zf.infolist()
+                inflated = sum(m.file_size for m in members)
+                if inflated > self.spec.max_file_bytes:
+                    raise self._reject(
+                        path, "", f"inflates to {inflated} bytes, above max_file_bytes "
+                        f"{self.spec.max_file_bytes} (a zip bomb?)", _RESEND
+                    )  # fmt: skip
+                for m in members:
+                    if m.filename.endswith((".xml", ".rels")):
+                        with zf.open(m) as fh:
+                            head = fh.read(PROLOG_BYTES).replace(b"\x00", b"").upper()
+                        if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
+                            raise self._reject(path, f" part {m.filename}",
+                                               "has a DOCTYPE", _NO_DOCTYPE_XLSX)  # fmt: skip
+        except (zipfile.BadZipFile, OSError, RuntimeError, ValueError) as exc:
+            raise self._reject(
+                path, "", f"is not a readable XLSX workbook ({exc})", _RESEND
+            ) from exc
+
     def _check_header(self, path: Path, header: list[str]) -> None:
         if any(not h.strip() for h in header) or len(set(header)) != len(header):
             raise self._reject(path, " header", f"empty or repeated column names {header}", _RESEND)
 
 
 _RESEND = "ask the department to correct and re-send it"
+_NO_DOCTYPE_XLSX = (
+    "DTDs and entity declarations are refused (external entities, entity expansion); "
+    "ask the department to save the workbook again from a spreadsheet program"
+)
 
 
 def _cell(value: Any) -> Any:

@@ -26,6 +26,8 @@ from ehub.store.db import Store
 
 log = logging.getLogger(__name__)
 
+MAX_CURSOR = 2**63 - 1
+
 
 def _problem(status: int, detail: str, **headers: str) -> JSONResponse:
     return JSONResponse({"status": status, "detail": detail}, status_code=status, headers=headers)
@@ -68,8 +70,10 @@ def create_router(store: Store) -> APIRouter:
             return _problem(403, f"office {office.code} is not granted the pull delivery mode")
         if kind not in ("license", "case"):
             return _problem(422, "kind must be license or case")
-        if after < 0 or not 1 <= limit <= office_feed.MAX_PAGE:
-            return _problem(422, f"after >= 0 and 1 <= limit <= {office_feed.MAX_PAGE}")
+        # A cursor is a store row id (64-bit): a larger one would fail the query, not page.
+        if not 0 <= after <= MAX_CURSOR or not 1 <= limit <= office_feed.MAX_PAGE:
+            return _problem(422, f"0 <= after <= {MAX_CURSOR} and "
+                                 f"1 <= limit <= {office_feed.MAX_PAGE}")  # fmt: skip
         try:
             page = await run_in_threadpool(
                 office_feed.page,

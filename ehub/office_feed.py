@@ -184,6 +184,15 @@ def _cell(value: Any) -> Any:
     return csv_safe(value) if isinstance(value, str) else value
 
 
+def _xlsx_cell(value: Any) -> Any:
+    """:func:`_cell`, with the control characters a worksheet cannot hold replaced (as in
+    the rejects reports): one such value must not fail the whole export."""
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    value = _cell(value)
+    return ILLEGAL_CHARACTERS_RE.sub("\ufffd", value) if isinstance(value, str) else value
+
+
 def export(
     store: Store,
     office: Office,
@@ -194,7 +203,12 @@ def export(
     labels: dict[str, str] | None = None,
 ) -> ExportResult:
     """Write the office's records to ``out_dir/<office>-<kinds>.<fmt>`` (Chinese headers
-    from ``labels``: field code → label)."""
+    from ``labels``: field code → label). A revoked office gets none (as no feed, no pull)."""
+    if not office.active:
+        from ehub.offices import OfficeError
+
+        raise OfficeError(f"office {office.code} is revoked; it receives no export",
+                          field="office", office=office.code)  # fmt: skip
     kinds = sorted(office.kinds)
     rows = [_flat(i) for i in iter_all(store, office, kinds, since)]  # type: ignore[arg-type]
     columns: list[str] = []
@@ -222,7 +236,7 @@ def export(
         ws = wb.create_sheet("返还数据")
         ws.append(header)
         for r in rows:
-            ws.append([_cell(r.get(c)) for c in columns])
+            ws.append([_xlsx_cell(r.get(c)) for c in columns])
         wb.save(tmp)
     tmp.replace(path)
     by_kind: dict[str, int] = {}

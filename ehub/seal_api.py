@@ -262,9 +262,17 @@ def _pdf(data: bytes, source_id: str, identifier: str, version: int, status: int
 
 
 def _rejected(spec: SourceSpec, key: str, rejects: list[dict[str, Any]]) -> Response:
+    # The offending values go out masked (as in the rejects reports): no ID number or
+    # person's name in clear in an answer that leaves the hub.
+    from ehub.quarantine_masking import is_person_record, mask_value
+
+    def value(r: dict[str, Any]) -> str | None:
+        person = isinstance(r["payload"], dict) and is_person_record(r["payload"])
+        return mask_value(r["reason_code"], r["field"], r["value"], person=person)
+
     return JSONResponse({
         "source": spec.id, "record": key, "quarantined": True,
-        "errors": [{"field": r["field"], "reason": r["reason_code"], "value": r["value"],
+        "errors": [{"field": r["field"], "reason": r["reason_code"], "value": value(r),
                     "message_zh": r["message_zh"], "message_en": r["message_en"]}
                    for r in rejects],
     }, status_code=422)  # fmt: skip

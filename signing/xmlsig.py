@@ -60,6 +60,9 @@ from signing.errors import KeyAccessError, UnsealableDocument
 from signing.verify import LicenseStatusLookup
 
 log = logging.getLogger(__name__)
+# signxml logs the canonical XML it signs or verifies at DEBUG: the whole license,
+# holder names and ID numbers included. Never below WARNING.
+logging.getLogger("signxml").setLevel(logging.WARNING)
 
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 _SIGNATURE = f"{{{DS_NS}}}Signature"

@@ -44,7 +44,11 @@ from ehub.sources.spec import SourceSpec
 #: third byte may be a blank that trimming removed), and the U+0300..U+07FF
 #: letters (Greek, Cyrillic, Hebrew, Arabic…) that GBK bytes read as UTF-8
 #: produce and Chinese records never hold. "·" (U+00B7, in minority names) is fine.
-MOJIBAKE = re.compile("\ufffd|锟斤拷|[\u00c0-\u00ef][\u0080-\u00bf]|[\u0300-\u07ff]")
+#: C0 controls other than tab / line breaks, and DEL, come from binary junk or a broken
+#: export; XML 1.0 cannot carry them, so the license's canonical XML could not be written.
+MOJIBAKE = re.compile(
+    "\ufffd|锟斤拷|[\u00c0-\u00ef][\u0080-\u00bf]|[\u0300-\u07ff]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+)
 _EXT_NAME = re.compile(r"[^A-Z0-9]+")
 _ORG_CODE_SHAPE = re.compile(r"[0-9A-Z]{8}-?[0-9X]")
 
@@ -248,10 +252,15 @@ class SpecNormalizer:
             )  # fmt: skip
             return None
         if MOJIBAKE.search(s):
+            # The text stays out of the message (it may be a person's name); the value
+            # column keeps it, masked wherever it is shown.
+            at = MOJIBAKE.search(s)
+            pos = at.start() + 1 if at else 0
             errors.append(
                 _err("E_ENCODING", code,
-                     f"{code} looks garbled (text decoded with the wrong encoding): {s[:30]!r}",
-                     f"{code} 出现乱码（字符编码错误）：{s[:30]!r}", s[:50])
+                     f"{code} looks garbled (text decoded with the wrong encoding, or a "
+                     f"control character) at character {pos}",
+                     f"{code} 出现乱码（字符编码错误或控制字符），位于第 {pos} 个字符", s[:50])
             )  # fmt: skip
             return None
         return s

@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
 
 
+def no_nul(text: str) -> str:
+    """``text`` fit for a text column: PostgreSQL refuses NUL characters in text (the
+    JSON payload keeps them escaped), and one such key must not fail the whole batch."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def payload_hash(payload: dict[str, Any]) -> str:
     body = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(body.encode()).hexdigest()
@@ -117,10 +123,11 @@ def _store_batch(
     for rec, extra in zip(batch.records, found, strict=True):
         payload = {**rec.payload, **({"_lookups": extra} if extra else {})}
         h = payload_hash(payload)
-        raws[(rec.key, h)] = {
+        key = no_nul(rec.key)[:200]
+        raws[(key, h)] = {
             "source_id": spec.id,
-            "source_key": rec.key[:200],
-            "source_version": rec.version[:100],
+            "source_key": key,
+            "source_version": no_nul(rec.version)[:100],
             "payload": payload,
             "payload_hash": h,
             "state": "pending",

@@ -35,6 +35,7 @@ from ehub.feeds import FeedRouter
 from ehub.normalize import RecordRejected
 from ehub.normalize.canonical import SpecNormalizer
 from ehub.pipeline import StageResult, outbox
+from ehub.pipeline.extract import no_nul
 from ehub.pipeline.faults import crash_point
 from ehub.quarantine import settle_retried
 from ehub.records import CaseRecord, License, case_to_json, license_to_json
@@ -307,12 +308,12 @@ def _reject(
     return {
         "raw_id": raw_id,
         "source_id": source_id,
-        "source_key": key,
+        "source_key": no_nul(key),
         "reason_code": err.reason_code,
-        "field": err.field[:80],
-        "message_zh": err.message_zh,
-        "message_en": err.message_en,
-        "value": None if err.value is None else str(err.value)[:200],
+        "field": no_nul(err.field)[:80],
+        "message_zh": no_nul(err.message_zh),
+        "message_en": no_nul(err.message_en),
+        "value": None if err.value is None else no_nul(str(err.value))[:200],
         "payload": payload,
         "state": "open",
         "created_at": utcnow(),

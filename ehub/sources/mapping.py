@@ -333,20 +333,34 @@ def _datetime_stage(
     return get
 
 
+#: Integer fields (versions, time limits in days) are never negative and are stored in
+#: INTEGER columns: a larger value would fail the whole batch's insert, not one record.
+INT_MAX = 2**31 - 1
+
+
 def _int_stage(target: str, label: str, prev: Callable[..., str]) -> Getter:
     def get(p: Mapping[str, Any]) -> int | None:
         s = prev(p)
         if not s:
             return None
         try:
-            return int(s)
+            n = int(s)
         except ValueError:
             raise RecordError(
                 "E_VALUE_INVALID",
                 target,
-                f"{label}={s!r} is not an integer",
-                f"{label}={s!r} 不是整数",
-                value=s,
+                f"{label}={s[:50]!r} is not an integer",
+                f"{label}={s[:50]!r} 不是整数",
+                value=s[:50],
             ) from None
+        if not 0 <= n <= INT_MAX:
+            raise RecordError(
+                "E_VALUE_INVALID",
+                target,
+                f"{label}={s[:50]!r} is outside 0..{INT_MAX}",
+                f"{label}={s[:50]!r} 超出取值范围 0..{INT_MAX}",
+                value=s[:50],
+            )
+        return n
 
     return get

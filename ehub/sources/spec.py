@@ -94,6 +94,23 @@ class FilesRead(_Model):
     """XSD the department provides; relative to the spec file."""
     sheet: str | None = None
     processed_dir: str = "processed"
+    """Relative to the drop folder (no ``..``), or an absolute path."""
+
+    @field_validator("pattern")
+    @classmethod
+    def _within_folder(cls, v: str) -> str:
+        if "/" in v or "\\" in v or ".." in v:
+            raise ValueError(f"pattern {v!r} must name files in the drop folder itself "
+                             "(no '/', '\\' or '..')")  # fmt: skip
+        return v
+
+    @field_validator("processed_dir")
+    @classmethod
+    def _no_parent(cls, v: str) -> str:
+        if ".." in v.replace("\\", "/").split("/"):
+            raise ValueError(f"processed_dir {v!r} must not climb out with '..'; "
+                             "give an absolute path for a folder elsewhere")  # fmt: skip
+        return v
 
 
 class KafkaRead(_Model):

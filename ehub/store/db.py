@@ -22,6 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from ehub.errors import StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
+# SQLAlchemy logs every statement's parameters at INFO and result rows at DEBUG once
+# the root logger allows it (``ehub -v``, a debugging session): record contents, names
+# and ID numbers included. The hub's own log lines say what a statement did.
+logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
