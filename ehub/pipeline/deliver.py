@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import httpx
 from sqlalchemy import func, select, update
 
 from connectors.platform import NationalClient, PlatformUnavailable, ProvincialClient, Receipt
@@ -53,8 +54,27 @@ class BatchClient(Protocol):
     def close(self) -> None: ...
 
 
+#: The simulators' default tokens (the settings fall back to them for the dev stack).
+DEV_TOKENS = frozenset({"dev-provincial-token", "dev-national-token"})
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _no_dev_token_abroad(url: str, token: str, destination: str) -> None:
+    """A hub whose platform token is unset would send the dev simulator's token: refuse
+    that for any platform that is not on loopback (or a ``.test`` name in tests)."""
+    host = httpx.URL(url).host
+    if token in DEV_TOKENS and host not in _LOOPBACK and not host.endswith(".test"):
+        raise ConfigError(
+            f"EHUB_{destination.upper()}_TOKEN is not set: the dev simulator's token is sent "
+            f"only to a platform on loopback, not to {host}"
+        )
+
+
 def client_for(settings: Settings, destination: str) -> ProvincialClient:
     """The HTTP client of a destination, from the settings."""
+    if destination in ("provincial", "national"):
+        url = settings.require(f"{destination}_url")
+        _no_dev_token_abroad(url, getattr(settings, f"{destination}_token"), destination)
     if destination == "provincial":
         return ProvincialClient(
             settings.require("provincial_url"), settings.provincial_token,
