@@ -122,12 +122,12 @@ ALLOWED = (
         "simulators (documented in their OpenAPI), never a real platform",
     ),
     Allowed(
-        ("ehub/config.py",),
+        ("ehub/config.py", "ehub/pipeline/deliver.py"),
         re.compile(r"dev-(?:provincial|national)-token"),
         ("dev credential",),
-        "KNOWN ISSUE, reported: Settings falls back to the simulators' dev tokens when "
-        "EHUB_PROVINCIAL_TOKEN / EHUB_NATIONAL_TOKEN are unset; the dev stack should "
-        "provide them instead",
+        "Settings falls back to the simulators' dev tokens when EHUB_PROVINCIAL_TOKEN / "
+        "EHUB_NATIONAL_TOKEN are unset, for the dev stack; delivery refuses to send them to "
+        "a platform that is not on loopback (tests/ehub/test_platform_tokens.py)",
     ),
     Allowed(
         ("tests/*",),
