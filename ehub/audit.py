@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from ehub.store.db import utcnow
@@ -57,23 +57,41 @@ def append(session: Session, events: Sequence[Event]) -> None:
         or GENESIS
     )
     now = utcnow()
+    if session.get_bind().dialect.name == "postgresql" and len(events) > 50:
+        _append_unnest(session, events, prev, now)
+        return
     rows = []
     for e in events:
         detail = e.detail or {}
         h = _digest(prev, e.event, e.subject, e.version, detail, now.isoformat())
-        rows.append(
-            AuditEvent(
-                at=now,
-                event=e.event,
-                subject=e.subject,
-                version=e.version,
-                detail=detail,
-                prev_hash=prev,
-                hash=h,
-            )
-        )
+        rows.append({"at": now, "event": e.event, "subject": e.subject, "version": e.version,
+                     "detail": detail, "prev_hash": prev, "hash": h})  # fmt: skip
         prev = h
-    session.add_all(rows)
+    session.execute(insert(AuditEvent), rows)  # executemany: no ORM unit of work per event
+
+
+def _append_unnest(session: Session, events: Sequence[Event], prev: str, now: Any) -> None:
+    """Many events in one statement of arrays (PostgreSQL): the ORM's multi-row INSERT
+    of thousands of events cost ~0.4 ms each in query building alone."""
+    cols: dict[str, list[Any]] = {k: [] for k in ("ev", "sub", "ver", "det", "prev", "hash")}
+    at = now.isoformat()
+    for e in events:
+        detail = e.detail or {}
+        h = _digest(prev, e.event, e.subject, e.version, detail, at)
+        for k, v in zip(cols, (e.event, e.subject, e.version, json.dumps(detail, ensure_ascii=False),
+                               prev, h), strict=True):  # fmt: skip
+            cols[k].append(v)
+        prev = h
+    session.execute(
+        text(
+            "INSERT INTO audit_events (at, event, subject, version, detail, prev_hash, hash) "
+            "SELECT :at, t.ev, t.sub, t.ver, t.det::json, t.prev, t.hash "
+            "FROM unnest(CAST(:ev AS text[]), CAST(:sub AS text[]), CAST(:ver AS int[]), "
+            "CAST(:det AS text[]), CAST(:prev AS text[]), CAST(:hash AS text[])) "
+            "WITH ORDINALITY AS t(ev, sub, ver, det, prev, hash, n) ORDER BY t.n"
+        ),
+        {"at": now, **cols},
+    )
 
 
 def verify_chain(session: Session) -> list[str]:

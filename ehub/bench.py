@@ -25,6 +25,7 @@ from rich.table import Table
 from ehub import devstack
 from ehub.bench_delivery import commit_to_receipt, delivery_figures
 from ehub.bench_fastseal import seal_fast_per_s
+from ehub.bench_feeds import feed_latency, publish_figures
 from ehub.bench_memory import source_run_peak
 from ehub.bench_seal_memory import seal_memory_series
 from ehub.config import Settings
@@ -56,7 +57,7 @@ FIGURES = (
 MISSING = {
     "seal_fast_per_s": "the fast-path run did not complete (see seal_fast)",
     "deliver_p95_ms": "the commit-to-receipt run did not complete (see delivery.commit_to_receipt)",
-    "feed_p95_ms": "continuous feed mode not built yet (return-feed issue)",
+    "feed_p95_ms": "the continuous feed run did not complete (see feeds.latency)",
     "e2e_case_per_s": "the case-record pipeline run did not complete (see case_pipeline)",
     "peak_rss_mb_10k": "skipped: run `ehub bench --memory-rows 10000,1000000`",
     "peak_rss_mb_1m": "skipped: run `ehub bench --memory-rows 10000,1000000`",
@@ -122,6 +123,7 @@ def run_bench(
     seal_api: dict[str, Any] = {}
     case_run: dict[str, Any] = {}
     fast_seal: dict[str, Any] = {}
+    feeds: dict[str, Any] = {}
     delivery: dict[str, Any] = {}
     normalize_detail: dict[str, Any] = {}
     state = devstack.up(
@@ -173,7 +175,7 @@ def run_bench(
         sealed = int(results["seal"]["sealed"])
         figures["seal_bb_per_s"] = _rate(sealed, stages["seal"])
         figures["deliver_per_s"] = _rate(int(results["deliver"]["delivered"]), stages["deliver"])
-        figures["publish_per_s"] = _rate(int(results["publish"]["published"]), stages["publish"])
+        publish_stage_per_s = _rate(int(results["publish"]["published"]), stages["publish"])
         figures["e2e_license_per_s"] = _rate(sealed, sum(stages.values()))
         case_run = _case_pipeline(settings)
         figures["e2e_case_per_s"] = case_run["e2e_case_per_s"]
@@ -188,6 +190,14 @@ def run_bench(
         figures["deliver_case_per_s"] = delivery["deliver_case_per_s"]
         delivery["commit_to_receipt"] = commit_to_receipt(settings, delivery_latency_posts)
         figures["deliver_p95_ms"] = delivery["commit_to_receipt"].get("provincial_p95_ms")
+        # Return feeds on a 50 k backlog across the dev offices: routing + masking +
+        # signing + publishing (the journey's publish stage rate is kept beside it),
+        # then commit -> publication in continuous mode (the feed worker).
+        feeds = publish_figures(settings, 50_000)
+        feeds["journey_publish_stage_per_s"] = publish_stage_per_s
+        figures["publish_per_s"] = feeds["publish_per_s"]
+        feeds["latency"] = feed_latency(settings, records=200, rate=20.0)
+        figures["feed_p95_ms"] = feeds["latency"]["feed_p95_ms"]
     finally:
         devstack.down(home)
     from signing.ofd_seal import ofd_seal_per_s
@@ -218,6 +228,7 @@ def run_bench(
         "seal_api": seal_api,
         "case_pipeline": case_run,
         "seal_fast": fast_seal,
+        "feeds": feeds,
         "delivery": delivery,
         "memory_runs": {str(k): v for k, v in memory_runs.items()},
         "peak_rss_ratio_1m_to_10k": (

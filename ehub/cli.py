@@ -15,6 +15,7 @@ from rich.console import Console
 from ehub.cli_api_client import api_client
 from ehub.cli_audit import audit, trace
 from ehub.cli_deliveries import crosscheck, deliveries, reconcile
+from ehub.cli_feeds import feeds
 from ehub.cli_hsm import hsm
 from ehub.cli_license import license_
 from ehub.cli_office import office
@@ -44,6 +45,7 @@ main.add_command(api_client)
 main.add_command(audit)
 main.add_command(trace)
 main.add_command(deliveries)
+main.add_command(feeds)
 main.add_command(reconcile)
 main.add_command(crosscheck)
 main.add_command(hsm)

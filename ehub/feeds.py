@@ -22,7 +22,16 @@ registered later gets earlier records through the pull API or an export.
 The envelope (``schemas/return_envelope.schema.json``, version 2) carries the
 record as the office may see it (:func:`ehub.routing.view_for`) and a signature
 by the hub's key over the canonical JSON of everything else, so an office can
-check that a message comes from the hub (:func:`verify_envelope`).
+check that a message comes from the hub (:func:`verify_envelope`). The
+canonical JSON is encoded by msgspec: byte for byte what ``json.dumps(...,
+sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` gives, at a tenth
+of the cost, except for floats in exponent notation (``1e16`` vs ``1e+16``),
+which canonical records do not hold. The message is that text with the
+signature member appended, so the body is encoded once.
+
+:func:`insert_rows` also wakes the continuous publisher (:mod:`ehub.feed_worker`)
+on PostgreSQL: a ``NOTIFY ehub_feeds`` delivered when the record's transaction
+commits.
 """
 
 from __future__ import annotations
@@ -35,11 +44,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import text
 
 from ehub.audit import Event
 from ehub.offices import Office, RecordKind, list_offices
@@ -48,6 +59,8 @@ from ehub.store.db import Store, utcnow
 
 ENVELOPE_SCHEMA = "ehub.return/2"
 REVOKING = ("revoked", "cancelled")
+NOTIFY_CHANNEL = "ehub_feeds"
+_ENCODER = msgspec.json.Encoder(order="sorted")
 
 
 def message_id(topic: str, identifier: str, version: int, kind: str = "license") -> str:
@@ -112,13 +125,39 @@ class FeedRouter:
 
 
 def insert_rows(s: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert feed outbox rows; a row already there (a re-run) is left as it is."""
+    """Insert feed outbox rows, in order; a row already there (a re-run) is left as it is."""
     from ehub.store.db import insert_ignore
     from ehub.store.models import FeedMessageRow
 
+    pg = s.get_bind().dialect.name == "postgresql"
     for kind in ("license", "case"):
         group = [r for r in rows if r["kind"] == kind]
-        insert_ignore(s, FeedMessageRow.__table__, group, [f"{kind}_id", "topic"])
+        if pg and len(group) > 50:
+            _insert_unnest(s, kind, group)
+        else:
+            insert_ignore(s, FeedMessageRow.__table__, group, [f"{kind}_id", "topic"])
+    if rows and pg:
+        s.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))  # delivered at commit, once per transaction
+
+
+_COLUMNS = ("kind", "license_id", "case_id", "office", "topic", "message_key", "message_id",
+            "state", "created_at")  # fmt: skip
+_TYPES = ("text", "bigint", "bigint", "text", "text", "text", "text", "text", "timestamptz")
+
+
+def _insert_unnest(s: Any, kind: str, rows: Sequence[dict[str, Any]]) -> None:
+    """One statement of arrays (PostgreSQL): a multi-row INSERT of 2,000 rows spends
+    more time building its 18,000 parameters than the database spends inserting."""
+    arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(_COLUMNS, _TYPES, strict=True))
+    s.execute(
+        text(
+            f"INSERT INTO feed_messages ({', '.join(_COLUMNS)}) "
+            f"SELECT {', '.join('t.' + c for c in _COLUMNS)} FROM unnest({arrays}) "
+            f"WITH ORDINALITY AS t({', '.join(_COLUMNS)}, n) ORDER BY t.n "
+            f"ON CONFLICT ({kind}_id, topic) DO NOTHING"
+        ),
+        {c: [r[c] for r in rows] for c in _COLUMNS},
+    )
 
 
 # --- the envelope -----------------------------------------------------------------
@@ -150,7 +189,8 @@ class FeedSigner:
 
 
 def _canonical(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+    """Sorted keys, no spaces, UTF-8: what the signature covers."""
+    return _ENCODER.encode(body)
 
 
 def envelope(
@@ -177,16 +217,20 @@ def envelope(
         "produced_at": datetime.now(UTC).isoformat(),
         "payload": payload,
     }
-    signature = signer.sign(_canonical(body))
-    body["signature"] = {"alg": signer.alg, "cert_sha256": signer.cert_sha256,
-                         "value": base64.b64encode(signature).decode()}  # fmt: skip
-    return json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
+    canonical = _canonical(body)
+    signature = base64.b64encode(signer.sign(canonical)).decode()
+    return b"".join((
+        canonical[:-1], b',"signature":{"alg":"', signer.alg.encode(), b'","cert_sha256":"',
+        signer.cert_sha256.encode(), b'","value":"', signature.encode(), b'"}}',
+    ))  # fmt: skip
 
 
 def verify_envelope(raw: bytes, certs: Iterable[x509.Certificate]) -> bool:
     """True if the envelope's signature verifies with the named one of ``certs``."""
     try:
         body = json.loads(raw)
+        if not isinstance(body, dict):
+            return False
         sig = body.pop("signature")
         value = base64.b64decode(sig["value"], validate=True)
     except (ValueError, KeyError, TypeError, AttributeError):

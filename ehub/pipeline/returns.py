@@ -28,12 +28,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select, text, tuple_
 
 from connectors.platform import ProvincialClient
 from ehub.audit import Event, append
 from ehub.config import Settings
-from ehub.feeds import FeedRouter, message_id
+from ehub.feeds import NOTIFY_CHANNEL, FeedRouter, message_id
 from ehub.offices import RecordKind
 from ehub.pipeline import StageResult
 from ehub.pipeline.faults import crash_point
@@ -204,6 +204,8 @@ def _store_page(
             counts.returned += 1
             counts.feed_rows += len(rows)
         append(s, events)
+        if counts.feed_rows and s.get_bind().dialect.name == "postgresql":
+            s.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))  # wakes a continuous feed worker
         cursor = s.get(ReturnCursor, (PLATFORM, division))
         if cursor is None:
             s.add(ReturnCursor(platform=PLATFORM, division=division, cursor=next_cursor,

@@ -214,7 +214,10 @@ def test_a_checkpoint_made_while_the_tsa_is_down_is_signed_but_untimestamped(
 def _platform_client(platform: TestClient) -> ProvincialClient:
     def forward(request: httpx.Request) -> httpx.Response:
         r = platform.request(
-            request.method, request.url.raw_path.decode(), content=request.content, headers=dict(request.headers)
+            request.method,
+            request.url.raw_path.decode(),
+            content=request.content,
+            headers=dict(request.headers),
         )
         return httpx.Response(r.status_code, content=r.content, headers=r.headers)
 

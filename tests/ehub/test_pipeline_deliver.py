@@ -32,7 +32,10 @@ class Env:
 def _client(platform: TestClient) -> ProvincialClient:
     def forward(request: httpx.Request) -> httpx.Response:
         r = platform.request(
-            request.method, request.url.raw_path.decode(), content=request.content, headers=dict(request.headers)
+            request.method,
+            request.url.raw_path.decode(),
+            content=request.content,
+            headers=dict(request.headers),
         )
         return httpx.Response(r.status_code, content=r.content, headers=r.headers)
 

@@ -11,7 +11,8 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import func, select
 
-from connectors.kafka_feed import FeedMessage, FeedPublisher, Published
+from connectors.kafka_batch import BatchPublisher
+from connectors.kafka_feed import FeedMessage, Published
 from ehub.config import Settings
 from ehub.errors import BrokerUnavailable
 from ehub.offices_dev import ensure_dev_offices
@@ -73,7 +74,7 @@ def test_publish_is_exactly_once_across_reruns(
     tmp_path: Path, broker: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings, store = _prepare(tmp_path, broker, monkeypatch)
-    assert publish.run(settings, store).counts["published"] == 40
+    assert publish.run(settings, store, batch=settings.batch_size).counts["published"] == 40
     assert publish.run(settings, store).counts["published"] == 0
     ids = _on_broker(settings)
     assert len(ids) == 40 and set(ids.values()) == {1}
@@ -85,7 +86,7 @@ def test_a_send_that_fails_halfway_is_settled_by_a_topic_scan(
     settings, store = _prepare(tmp_path, broker, monkeypatch)
     calls = {"n": 0}
 
-    class HalfThenFail(FeedPublisher):
+    class HalfThenFail(BatchPublisher):
         def publish(self, messages: Sequence[FeedMessage]) -> list[Published]:
             calls["n"] += 1
             if calls["n"] == 2:  # the second batch: half reaches the broker, then the link drops
@@ -93,8 +94,8 @@ def test_a_send_that_fails_halfway_is_settled_by_a_topic_scan(
                 raise BrokerUnavailable("connection reset by test")
             return super().publish(messages)
 
-    monkeypatch.setattr(publish, "FeedPublisher", HalfThenFail)
-    result = publish.run(settings, store)
+    monkeypatch.setattr(publish, "BatchPublisher", HalfThenFail)
+    result = publish.run(settings, store, batch=settings.batch_size)
     assert result.counts["recovered"] == 7  # half of the 15 found on the broker, not re-sent
     ids = _on_broker(settings)
     assert len(ids) == 40 and set(ids.values()) == {1}

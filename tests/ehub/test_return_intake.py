@@ -10,7 +10,6 @@ nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -101,7 +100,7 @@ def test_other_departments_records_reach_exactly_their_offices(env: Env) -> None
     lic = next(d for k, d in others if k == "license")
     bad = dict(lic, ZZBS=lic["ZZBS"][:-1] + "9", CZZTQHDM="379999")
     _hub_owns(env.store, own)
-    _seed(env.platform, records + [("license", bad)])
+    _seed(env.platform, [*records, ("license", bad)])
     client = _client(env.platform)
     result = returns.run(env.settings, env.store, client=client, limit=25)
     assert result.counts["read"] == len(records) + 1
@@ -199,4 +198,3 @@ def test_returned_records_are_published_in_each_office_view(env: Env, broker: st
         for m in got:
             kind, doc = want[m["identifier"]]
             assert m["payload"] == view_for(office, kind, doc)
-            assert json.dumps(m["payload"], ensure_ascii=False).count("CZZTDM") <= 1

@@ -32,8 +32,9 @@ def upgrade() -> None:
         sa.Column("platform_cursor", sa.BigInteger(), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_returned_records")),
-        sa.UniqueConstraint("platform", "kind", "identifier", "version",
-                            name=op.f("uq_returned_records_platform")),  # fmt: skip
+        sa.UniqueConstraint(
+            "platform", "kind", "identifier", "version", name=op.f("uq_returned_records_platform")
+        ),
     )
     op.create_table(
         "return_cursors",

@@ -1,0 +1,116 @@
+"""The bulk feed producer and kafka-python's fast paths: CRC-32C and murmur2 equal to the
+reference implementations, batches read back with their CRCs checked by kcat (librdkafka,
+an independent client) and placed on the partitions KafkaProducer would choose."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from kafka.partitioner.default import murmur2 as reference_murmur2
+from kafka.record._crc32c import crc as reference_crc32c
+
+from connectors.kafka_batch import MAX_BATCH_BYTES, BatchPublisher
+from connectors.kafka_fast import crc32c, murmur2
+from connectors.kafka_feed import FeedMessage, FeedPublisher
+from tests.conftest import need_binary, require_or_skip
+from tests.kafka_apiversions_proxy import ApiVersionsProxy
+
+
+@pytest.fixture
+def kcat_broker() -> Iterator[str]:
+    """A tansu broker behind the ApiVersions proxy, which kcat (librdkafka 2.0) needs to
+    negotiate with tansu 0.6 (see tests/ehub/test_office_feeds.py); records pass untouched."""
+    from ehub import devstack
+
+    try:
+        binary = devstack.tansu_binary()
+    except Exception as exc:
+        require_or_skip(f"tansu broker binary unavailable: {exc}")
+    port = devstack.free_port()
+    proxy = ApiVersionsProxy(("127.0.0.1", port)).start()
+    proc = subprocess.Popen(
+        [binary, "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
+         "--advertised-listener-url", f"tcp://{proxy.address}",
+         "--storage-engine", "memory://tansu/"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        devstack._wait_tcp(port, "broker", proc.pid)
+        time.sleep(0.2)
+        yield proxy.address
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proxy.close()
+
+
+def test_crc32c_equals_the_reference_at_every_size() -> None:
+    rng = random.Random(7)
+    assert crc32c(b"123456789" * 500) == reference_crc32c(b"123456789" * 500)
+    sizes = [0, 1, 3, 4, 5, 63, 64, 65, 2047, 2048, 2049, 4096, 65_537, 300_001]
+    for n in sizes:
+        data = rng.randbytes(n)
+        assert crc32c(data) == reference_crc32c(data), n
+        assert crc32c(memoryview(bytearray(data))) == reference_crc32c(data), n
+
+
+def test_crc32c_check_value() -> None:
+    # The standard check value of CRC-32C (RFC 3720), on the pure-Python path and the
+    # vector path (a long prefix of zero bytes changes the CRC, so both are exercised).
+    assert crc32c(b"123456789") == 0xE3069283
+    assert crc32c(bytes(10_000)) == reference_crc32c(bytes(10_000))
+
+
+def test_murmur2_equals_kafka_python() -> None:
+    for n in range(0, 120):
+        data = os.urandom(n)
+        assert murmur2(data) == reference_murmur2(data)
+
+
+def test_batches_are_read_by_kcat_and_partitioned_as_kafka_producer_does(
+    kcat_broker: str,
+) -> None:
+    broker = kcat_broker
+    kcat = need_binary("kcat", "kcat")
+    topic = f"b.{uuid.uuid4().hex[:8]}"
+    big = "中" * 2000  # ~6 kB per message: two record batches for one partition
+    msgs = [
+        FeedMessage(topic, f"record-{i % 7}", f"id{i}", f"{i}|{big}".encode()) for i in range(400)
+    ]
+    assert sum(len(m.value) for m in msgs) > 2 * MAX_BATCH_BYTES
+    pub = BatchPublisher(broker)
+    try:
+        acks = pub.publish(msgs)
+    finally:
+        pub.close()
+    assert [a.message_id for a in acks] == [m.message_id for m in msgs]
+    # The same key on the same partition as KafkaProducer's default partitioner.
+    ref = FeedPublisher(broker)
+    try:
+        ref_acks = ref.publish([FeedMessage(f"{topic}.ref", m.key, m.message_id, b"")
+                                for m in msgs[:7]])  # fmt: skip
+    finally:
+        ref.close()
+    assert [a.partition for a in ref_acks] == [a.partition for a in acks[:7]]
+    # Offsets: per partition consecutive, in the order given (a record's versions stay ordered).
+    by_part: dict[int, list[int]] = {}
+    for a in acks:
+        by_part.setdefault(a.partition, []).append(a.offset)
+    assert all(offs == list(range(offs[0], offs[0] + len(offs))) for offs in by_part.values())
+    out = subprocess.run(
+        [kcat, "-b", broker, "-C", "-t", topic, "-e", "-q", "-X", "check.crcs=true",
+         "-f", "%p %o %h\n"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    seen = {}
+    for line in out.stdout.splitlines():
+        part, offset, headers = line.split(" ", 2)
+        seen[headers.removeprefix("message-id=")] = (int(part), int(offset))
+    expected = {a.message_id: (a.partition, a.offset) for a in acks}
+    assert {k: v for k, v in seen.items() if k in expected} == expected
