@@ -48,7 +48,7 @@ from ehub.audit import Event, append
 from ehub.config import Settings
 from ehub.feeds import FeedRouter
 from ehub.pipeline import StageResult, outbox
-from ehub.pipeline.faults import crash_point
+from ehub.pipeline.faults import crash_point, disk_full_point
 from ehub.pipeline.seal_ofd import OfdSealing, SealedOfd
 from ehub.records import license_from_json, license_to_xml
 from ehub.seals import NoUsableSeal, Seal, SealRegistry, SealRegistryError, create_seal
@@ -270,13 +270,13 @@ class SealContext:
             return out
         out = Outcome(lic, pdf=sealed_pdf, path=path if sealed_pdf is not None else None)
         if sealed_pdf is not None:
-            _write_atomic(path, sealed_pdf)
+            _write_atomic(path, sealed_pdf, settings.fault)
         if sealed_ofd is not None:
-            _write_atomic(sealed_ofd.path, sealed_ofd.data)
+            _write_atomic(sealed_ofd.path, sealed_ofd.data, settings.fault)
             out.ofd = sealed_ofd.data
             out.signatures.append(sealed_ofd.signature)
         xml_path = path.with_suffix(".xml")  # the structured data, signed by the same seal
-        _write_atomic(xml_path, xml)
+        _write_atomic(xml_path, xml, settings.fault)
         out.signatures.append({
             "license_id": lic.id, "seal_id": seal.id, "format": "xmldsig",
             "level": "enveloped", "path": str(xml_path),
@@ -367,10 +367,10 @@ _HOLD_REASONS: dict[type[Exception], str] = {
     KeyAccessError: "key_unavailable",  # e.g. the certificate was revoked (B-LT refuses)
 }
 
-#: Attempts at one signature when the TSA or a revocation endpoint fails, and the
-#: pause before each retry (seconds). After the last the license is held.
 SEAL_REASON = "电子证照签章 / e-license seal"
 SEAL_LOCATION = "山东"
+#: Attempts at one signature when the TSA or a revocation endpoint fails, and the
+#: pause before each retry (seconds). After the last the license is held.
 SEAL_ATTEMPTS = 3
 SEAL_RETRY_PAUSE = (0.5, 2.0)
 
@@ -439,10 +439,17 @@ class _Sealers:
         return sign_license_xml(license_to_xml(license_from_json(doc)), key, cert, chain)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _write_atomic(path: Path, data: bytes, fault: str = "") -> None:
+    """Write a file whole or not at all. A full disk (OSError) fails the stage before
+    its batch is recorded, leaving no partial file: the rerun seals the batch again."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        disk_full_point(fault, "seal")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise

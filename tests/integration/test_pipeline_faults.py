@@ -1,0 +1,263 @@
+"""Fault injection across the whole pipeline, on PostgreSQL and the dev stack.
+
+Every stage runs as its own process (``ehub stage``, as an Airflow task would) while
+the harness breaks something under it, then lets it run again:
+
+- extract and normalize killed at a batch (``EHUB_FAULT``, ``os._exit`` like SIGKILL);
+- the hub's PostgreSQL connections cut by the server (``pg_terminate_backend``, what a
+  database restart does to its clients) while normalize and deliver run;
+- the TSA unreachable while B-T licenses are sealed (the PKI service killed; the
+  licenses are held with the reason), then back;
+- the output folder's disk full while sealing (``enospc`` fault: every file write
+  fails as ENOSPC), then space again;
+- the platforms answering 5xx, 429, connection resets, lost receipts, partial batch
+  failures and slow answers on every endpoint, and the delivery killed between send
+  and receipt;
+- the broker frozen (SIGSTOP) while the return feeds are published, then thawed.
+
+Afterwards every raw record is in exactly one final state, every license version is
+sealed, each platform holds each record version exactly once, each office topic holds
+each message once, nothing is left in an outbox, and the audit chain verifies. The
+test prints ``faults injected N, records checked N, lost 0, duplicated 0``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, func, select, text
+
+from connectors.tls import httpx_kwargs
+from ehub import devstack
+from ehub.audit_verify import verify_audit
+from ehub.config import Settings
+from ehub.offices_dev import ensure_dev_offices
+from ehub.store.db import Store
+from ehub.store.models import DeliveryRow, FeedMessageRow, LicenseRow, RawRecord
+from tests.integration import journey_support as js
+
+pytestmark = pytest.mark.slow
+
+SOURCES = ("health.physician_certificates", "market_regulation.business_licenses")
+MIX = {"faults": [{"kind": k, "rate": 0.08, **({"delay": 0.3} if k == "slow" else {})}
+                  for k in ("http500", "http503", "http429", "reset", "lose_receipt",
+                            "partial", "slow")], "seed": 9}  # fmt: skip
+
+
+@pytest.fixture
+def stack(tmp_path: Path, pg_url: str) -> Iterator[Settings]:
+    home = tmp_path / "home"
+    try:
+        devstack.up(home, seed_count=80, defect_rate=0.08, seed=13,
+                    departments=("market_regulation", "health"))  # fmt: skip
+        base = Settings.from_env(home=home, out_dir=home / "out", batch_size=10,
+                                 source_batch_size=10)  # fmt: skip
+        store = Store(pg_url)  # the hub store on PostgreSQL, with the dev offices
+        try:
+            store.migrate()
+            ensure_dev_offices(store)
+        finally:
+            store.dispose()
+        yield replace(base, database_url=pg_url)
+    finally:
+        devstack.down(home)
+
+
+def _env(settings: Settings, fault: str = "", batch: int | None = None) -> dict[str, str]:
+    env = js.stage_env(settings, fault)
+    if batch is not None:
+        env["EHUB_BATCH_SIZE"] = str(batch)
+    return env
+
+
+def _argv(stage: str, source: str | None) -> list[str]:
+    return [sys.executable, "-m", "ehub", "stage", stage, *(["--source", source] if source else [])]
+
+
+def _run(settings: Settings, stage: str, source: str | None = None, *, fault: str = "",
+         batch: int | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    return subprocess.run(_argv(stage, source), env=_env(settings, fault, batch),
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+
+
+def _ok(settings: Settings, stage: str, source: str | None = None) -> None:
+    proc = _run(settings, stage, source)
+    assert proc.returncode == 0, f"{stage} {source or ''}: {proc.stderr[-3000:]}"
+
+
+def _cut_connections_during(settings: Settings, stage: str, source: str | None) -> int:
+    """Run the stage and terminate its database sessions while it works; its exit code."""
+    proc = subprocess.Popen(_argv(stage, source), env=_env(settings, batch=3),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    engine = create_engine(settings.database_url)
+    cut = 0
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline and cut == 0:
+            with engine.connect() as conn:
+                cut = len(conn.execute(text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND state <> 'idle'")).all())  # fmt: skip
+            time.sleep(0.05)
+        proc.wait(timeout=600)
+    finally:
+        engine.dispose()
+    assert cut, f"{stage} finished before any of its sessions could be cut"
+    return proc.returncode
+
+
+def _service(home: Path, name: str) -> dict[str, Any]:
+    state = json.loads((home / "dev" / "stack.json").read_text())
+    return next(s for s in state["services"] if s["name"] == name)
+
+
+def _restart_pki(home: Path) -> None:
+    """Start the dev PKI's CRL + TSA service again on its port (fixed by the certificates)."""
+    path = home / "dev" / "stack.json"
+    state = json.loads(path.read_text())
+    svc = next(s for s in state["services"] if s["name"] == "pki")
+    pid = devstack._spawn("pki", [sys.executable, "-m", "ehub", "pki", "serve", "--port",
+                                  str(svc["port"])], home / "dev" / "logs",
+                          {"EHUB_HOME": str(home)})  # fmt: skip
+    devstack._wait_tcp(int(svc["port"]), "PKI services", pid)
+    svc["pid"] = pid
+    path.write_text(json.dumps(state))
+
+
+def _platform(settings: Settings, url: str, method: str, path: str, **kw: Any) -> Any:
+    r = httpx.request(method, f"{url}{path}", timeout=30, **httpx_kwargs(settings.platform_tls()),
+                      **kw)  # fmt: skip
+    assert r.status_code < 300, r.text
+    return r.json() if r.content else None
+
+
+def _held_versions(settings: Settings, url: str, kind: str) -> list[tuple[str, int]]:
+    body = _platform(settings, url, "GET", f"/admin/{kind}")
+    items = body[kind] if isinstance(body, dict) else body
+    return [(i["identifier"], int(i["version"])) for i in items]
+
+
+def test_every_fault_then_recovery_leaves_each_record_exactly_once(
+    stack: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings, home = stack, stack.home
+    faults: Counter[str] = Counter()
+
+    # extract: killed at its second batch, then resumed from the watermark
+    for source in SOURCES:
+        assert _run(settings, "extract", source, fault="extract:2").returncode == 137
+        faults["extract killed"] += 1
+        _ok(settings, "extract", source)
+
+    # normalize: the database cuts the stage's sessions mid-run
+    _cut_connections_during(settings, "normalize", SOURCES[1])
+    faults["postgres sessions cut (normalize)"] += 1
+    for source in SOURCES:
+        assert _run(settings, "normalize", source, fault="normalize:1:before").returncode == 137
+        faults["normalize killed"] += 1
+        _ok(settings, "normalize", source)
+
+    # seal: the TSA down for a first batch of B-T licenses (held), the disk full, a kill
+    pki = _service(home, "pki")
+    os.kill(pki["pid"], signal.SIGKILL)
+    faults["TSA unreachable"] += 1
+    held = _run(settings, "seal", fault="seal:1", batch=4)
+    assert held.returncode == 137, held.stderr[-2000:]
+    with Store(settings.database_url).session() as s:
+        reasons = set(s.scalars(select(LicenseRow.state_reason).where(LicenseRow.state == "held")))
+    assert reasons and all(r.startswith("service_unavailable") for r in reasons), reasons
+    _restart_pki(home)
+    full = _run(settings, "seal", fault="enospc:seal:7")
+    assert full.returncode not in (0, 137) and "No space left" in full.stderr, full.stderr[-2000:]
+    faults["disk full"] += 1
+    assert not list((settings.out_dir / "licenses").glob("*.tmp")), "a partial file was left"
+    assert _run(settings, "seal", fault="seal:2").returncode == 137
+    faults["seal killed"] += 1
+    _ok(settings, "seal")
+
+    # deliver: both platforms failing in every way, a kill between send and receipt,
+    # and the database sessions cut
+    for url in (settings.provincial_url, settings.national_url):
+        _platform(settings, url, "POST", "/admin/faults/mix", json=MIX)
+    faults["platform fault mix (7 kinds at 8 %)"] += 2
+    assert _run(settings, "deliver", fault="deliver:1:before").returncode == 137
+    faults["deliver killed after send"] += 1
+    _cut_connections_during(settings, "deliver_national", None)
+    faults["postgres sessions cut (deliver)"] += 1
+    for _ in range(6):  # the faults keep firing: runs until every row is delivered
+        for stage in ("deliver", "deliver_national"):
+            _run(settings, stage)
+        with Store(settings.database_url).session() as s:
+            if not s.scalar(select(func.count()).select_from(DeliveryRow)
+                            .where(DeliveryRow.state != "delivered")):  # fmt: skip
+                break
+    for url in (settings.provincial_url, settings.national_url):
+        _platform(settings, url, "DELETE", "/admin/faults")
+    _ok(settings, "deliver")
+    _ok(settings, "deliver_national")
+
+    # publish: the broker frozen under the publisher, then thawed
+    broker = _service(home, "broker")
+    proc = subprocess.Popen(_argv("publish", None), env=_env(settings, batch=5),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(2.5)
+    os.kill(broker["pid"], signal.SIGSTOP)
+    faults["broker frozen"] += 1
+    time.sleep(6)
+    os.kill(broker["pid"], signal.SIGCONT)
+    proc.wait(timeout=600)
+    _ok(settings, "publish")
+
+    # every stage once more: nothing left to do, nothing done twice
+    for stage in js.STAGES:
+        for source in SOURCES if stage in ("extract", "normalize") else (None,):
+            _ok(settings, stage, source)
+
+    store = Store(settings.database_url)
+    try:
+        with store.session() as s:
+            raw = dict(s.execute(select(RawRecord.state, func.count())
+                                 .group_by(RawRecord.state)).all())  # fmt: skip
+            lic = dict(s.execute(select(LicenseRow.state, func.count())
+                                 .group_by(LicenseRow.state)).all())  # fmt: skip
+            outbox = dict(s.execute(select(DeliveryRow.state, func.count())
+                                    .group_by(DeliveryRow.state)).all())  # fmt: skip
+            feeds = dict(s.execute(select(FeedMessageRow.state, func.count())
+                                   .group_by(FeedMessageRow.state)).all())  # fmt: skip
+            versions = {(i, v) for i, v in s.execute(select(LicenseRow.identifier,
+                                                            LicenseRow.version))}  # fmt: skip
+        report = verify_audit(store, trust_roots=[home / "pki" / "root.pem"])
+    finally:
+        store.dispose()
+    assert set(raw) <= {"normalized", "quarantined"} and raw.get("quarantined")
+    assert set(lic) == {"sealed"}, lic  # nothing held, nothing half-sealed
+    assert set(outbox) == {"delivered"}, outbox
+    assert set(feeds) == {"published"}, feeds
+    provincial = _held_versions(settings, settings.provincial_url, "licenses")
+    catalog = _held_versions(settings, settings.national_url, "licenses")
+    for held_list in (provincial, catalog):
+        assert len(held_list) == len(set(held_list)), "a platform holds a version twice"
+        assert set(held_list) == versions, "a platform lacks a version or holds an unknown one"
+    messages = js.broker_messages(settings)
+    assert sum(messages.values()) == len(messages) == feeds["published"]
+    assert report.ok, report.problems[:5]
+    lost = len(versions - set(provincial)) + len(versions - set(catalog))
+    duplicated = (len(provincial) - len(set(provincial)) + len(catalog) - len(set(catalog))
+                  + sum(messages.values()) - len(messages))  # fmt: skip
+    with capsys.disabled():
+        print(f"\npipeline faults: faults injected {sum(faults.values())} "
+              f"({', '.join(f'{k} {n}' for k, n in faults.items())}), records checked "
+              f"{sum(raw.values())}, lost {lost}, duplicated {duplicated}")  # fmt: skip
