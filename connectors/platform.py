@@ -171,13 +171,11 @@ class ProvincialClient:
             )
         return out
 
-    def reconciliation(self, day: str, kind: str = "license") -> PlatformDay:
-        """The platform's report of the ``kind`` versions it received on ``day`` (+08:00)."""
-        what = (
-            f"{self.destination} platform {self.base_url}: {kind} reconciliation report for {day}"
-        )
+    def _get(self, path: str, params: dict[str, Any], what: str) -> Any:
+        """GET a JSON answer: PlatformUnavailable for a transport error, 429 or 5xx (with
+        Retry-After), DestinationRejected for another refusal."""
         try:
-            resp = self._client.get(f"/api/v1/reconciliation/{day}", params={"kind": kind})
+            resp = self._client.get(path, params=params)
         except httpx.TransportError as exc:
             raise PlatformUnavailable(
                 f"{what} unavailable ({exc.__class__.__name__}: {exc})"
@@ -189,7 +187,17 @@ class ProvincialClient:
         if resp.status_code != 200:
             raise DestinationRejected(f"{what} refused: HTTP {resp.status_code} {resp.text[:300]}")
         try:
-            body = resp.json()
+            return resp.json()
+        except ValueError as exc:
+            raise PlatformUnavailable(f"{what}: malformed answer ({exc})") from exc
+
+    def reconciliation(self, day: str, kind: str = "license") -> PlatformDay:
+        """The platform's report of the ``kind`` versions it received on ``day`` (+08:00)."""
+        what = (
+            f"{self.destination} platform {self.base_url}: {kind} reconciliation report for {day}"
+        )
+        body = self._get(f"/api/v1/reconciliation/{day}", {"kind": kind}, what)
+        try:
             items = [(str(i["identifier"]), int(i["version"]), str(i["receipt_id"]))
                      for i in body["items"]]  # fmt: skip
             return PlatformDay(day, int(body["count"]), str(body["digest"]), items)
@@ -212,21 +220,8 @@ class ProvincialClient:
         """One page of the return interface (属地返还): the versions held whose division
         starts with ``division``, after cursor ``after``."""
         what = f"{self.destination} platform {self.base_url}: return interface for {division}"
+        body = self._get(f"/api/v1/return/{division}", {"after": after, "limit": limit}, what)
         try:
-            resp = self._client.get(f"/api/v1/return/{division}",
-                                    params={"after": after, "limit": limit})  # fmt: skip
-        except httpx.TransportError as exc:
-            raise PlatformUnavailable(
-                f"{what} unavailable ({exc.__class__.__name__}: {exc})"
-            ) from exc
-        if resp.status_code == 429 or resp.status_code >= 500:
-            raise PlatformUnavailable(
-                f"{what}: HTTP {resp.status_code}", retry_after=_retry_after(resp)
-            )
-        if resp.status_code != 200:
-            raise DestinationRejected(f"{what} refused: HTTP {resp.status_code} {resp.text[:300]}")
-        try:
-            body = resp.json()
             items = body["items"]
             if not isinstance(items, list):
                 raise TypeError("items is not a list")
