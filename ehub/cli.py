@@ -202,7 +202,7 @@ def up(port: int) -> None:
         port = port or devstack.free_port()
         env.update({"AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port)})
         if not env.get("EHUB_API_TOKENS"):
-            from ehub.hub_api import dev_operator_token
+            from ehub.hub_auth import dev_operator_token
 
             env["EHUB_API_TOKENS"] = dev_operator_token(settings.home)[1]
         console.print(

@@ -33,20 +33,13 @@ Airflow plugin) needs no database.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import os
-import re
-import secrets
 import threading
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import (
     HTMLResponse,
     JSONResponse,
@@ -54,13 +47,22 @@ from fastapi.responses import (
     RedirectResponse,
     Response,
 )
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ehub import deliveries, indicators, quarantine
 from ehub.config import Settings
 from ehub.errors import ConfigError, StoreError
+from ehub.hub_auth import (
+    COOKIE,
+    TOKENS_ENV,
+    Operator,
+    OperatorTokens,
+    ProvinceOperator,
+    department_of,
+    in_department,
+    new_token,
+)
 from ehub.lineage import trace
 from ehub.offices import Office, list_offices
 from ehub.routing import view_for
@@ -69,11 +71,7 @@ from ehub.store.models import CaseRow, LicenseRow, SealRow, SignatureRow, Source
 
 log = logging.getLogger(__name__)
 
-TOKENS_ENV = "EHUB_API_TOKENS"
-COOKIE = "ehub_operator"
 MAX_PAGE = 500
-_DIGEST = re.compile(r"[0-9a-f]{64}")
-_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
 #: Who reads records through this API: every field, personal data masked by the
 #: hub's default policy (the office machinery's view, with no office's overrides).
@@ -81,69 +79,6 @@ OPERATOR_VIEW = Office(
     code="ehub-operators", name="枢纽运维", division="370100", level="city",
     kinds=frozenset({"license", "case"}), fields={"license": {"*"}, "case": {"*"}},
 )  # fmt: skip
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def new_token(name: str) -> tuple[str, str]:
-    """A new operator token and its ``EHUB_API_TOKENS`` entry (``name:digest``)."""
-    if not _NAME.fullmatch(name):
-        raise ConfigError(f"operator name {name!r}: use 1-64 of A-Z a-z 0-9 _ . @ -")
-    token = "ehop_" + secrets.token_urlsafe(32)
-    return token, f"{name}:{token_digest(token)}"
-
-
-def dev_operator_token(home: Path) -> tuple[str, str]:
-    """The dev stack's operator token (made once, kept in ``<home>/operator_token``, mode
-    0600) and its ``EHUB_API_TOKENS`` entry; production configures its own tokens."""
-    path = home / "operator_token"
-    if not path.exists():
-        token, _entry = new_token("dev-operator")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
-    token = path.read_text().strip()
-    return token, f"dev-operator:{token_digest(token)}"
-
-
-@dataclass(frozen=True, slots=True)
-class OperatorTokens:
-    """The operators' token digests: digest → operator name."""
-
-    digests: Mapping[str, str]
-
-    @classmethod
-    def parse(cls, text: str, *, origin: str = TOKENS_ENV) -> OperatorTokens:
-        """``name:digest`` entries separated by commas or whitespace; a bare digest is
-        named after its position. A malformed entry is refused naming its position."""
-        out: dict[str, str] = {}
-        for n, entry in enumerate(e for e in re.split(r"[,\s]+", text.strip()) if e):
-            name, _, digest = entry.rpartition(":")
-            name = name or f"operator{n + 1}"
-            digest = digest.lower()
-            if not _DIGEST.fullmatch(digest) or not _NAME.fullmatch(name):
-                raise ConfigError(
-                    f"{origin}: entry {n + 1} is not name:sha256-hex-digest "
-                    "(64 hex digits; the token's digest, never the token)"
-                )
-            out[digest] = name
-        return cls(out)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorTokens:
-        return cls.parse((env if env is not None else os.environ).get(TOKENS_ENV, ""))
-
-    def operator(self, token: str) -> str | None:
-        """The operator holding ``token`` (constant-time comparison), or None."""
-        digest = token_digest(token)
-        found = None
-        for known, name in self.digests.items():
-            if hmac.compare_digest(known, digest):
-                found = name
-        return found
 
 
 class _LazyStore:
@@ -158,26 +93,6 @@ class _LazyStore:
             if self._store is None:
                 self._store = Store(self._url)
             return self._store
-
-
-_bearer = HTTPBearer(auto_error=False, description="an operator token (EHUB_API_TOKENS)")
-
-
-def _operator(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    """The operator whose token came as a bearer token (or in the sign-in cookie); 401 else."""
-    known: OperatorTokens = request.app.state.operator_tokens
-    token = credentials.credentials if credentials else request.cookies.get(COOKIE, "")
-    name = known.operator(token) if token else None
-    if name is None:
-        raise HTTPException(401, "give an operator token as a bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-    return name
-
-
-Operator = Annotated[str, Depends(_operator)]
 
 
 def _page_args(after: int, limit: int) -> None:
@@ -234,7 +149,7 @@ def create_app(
         return {"status": "ok"}
 
     @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
-    def metrics(_: Operator) -> PlainTextResponse:
+    def metrics(_: ProvinceOperator) -> PlainTextResponse:
         """Prometheus text format: counts, lags and errors read from the store
         (:mod:`ehub.metrics`); scrape with an operator token."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -248,7 +163,7 @@ def create_app(
 
     @app.get("/api/v1/licenses", tags=["records"])
     def licenses(
-        _: Operator,
+        op: Operator,
         after: int = 0,
         limit: int = 100,
         type_code: str | None = None,
@@ -266,18 +181,20 @@ def create_app(
             stmt = stmt.join(Source, Source.id == LicenseRow.source_id).where(
                 Source.department == department
             )
+        if (dept := department_of(op)) is not None:
+            stmt = stmt.where(LicenseRow.source_id.startswith(dept + ".", autoescape=True))
         with get_store().session() as s:
             items = [_license_summary(r) for r in s.scalars(stmt)]
         return {"items": items, "next": items[-1]["cursor"] if items else after,
                 "more": len(items) == limit}  # fmt: skip
 
     @app.get("/api/v1/licenses/{identifier}", tags=["records"])
-    def license_(identifier: str, _: Operator) -> dict[str, Any]:
+    def license_(identifier: str, op: Operator) -> dict[str, Any]:
         """Every version of a license, its document masked, with its signatures."""
         with get_store().session() as s:
             rows = list(s.scalars(select(LicenseRow).where(LicenseRow.identifier == identifier)
                                   .order_by(LicenseRow.version)))  # fmt: skip
-            if not rows:
+            if not rows or not in_department(rows[0].source_id, op):
                 raise HTTPException(404, f"no license {identifier}")
             versions = []
             for r in rows:
@@ -296,25 +213,27 @@ def create_app(
 
     @app.get("/api/v1/cases", tags=["records"])
     def cases(
-        _: Operator, after: int = 0, limit: int = 100, division: str | None = None
+        op: Operator, after: int = 0, limit: int = 100, division: str | None = None
     ) -> dict[str, Any]:
         """Case record versions in store order; ``division`` keeps a division and its parts."""
         _page_args(after, limit)
         stmt = select(CaseRow).where(CaseRow.id > after).order_by(CaseRow.id).limit(limit)
         if division:
             stmt = stmt.where(CaseRow.division.startswith(division.rstrip("0") or division))
+        if (dept := department_of(op)) is not None:
+            stmt = stmt.where(CaseRow.source_id.startswith(dept + ".", autoescape=True))
         with get_store().session() as s:
             items = [_case_summary(r) for r in s.scalars(stmt)]
         return {"items": items, "next": items[-1]["cursor"] if items else after,
                 "more": len(items) == limit}  # fmt: skip
 
     @app.get("/api/v1/cases/{case_number}", tags=["records"])
-    def case_(case_number: str, _: Operator) -> dict[str, Any]:
+    def case_(case_number: str, op: Operator) -> dict[str, Any]:
         """Every version of a case record, the applicant masked."""
         with get_store().session() as s:
             rows = list(s.scalars(select(CaseRow).where(CaseRow.case_number == case_number)
                                   .order_by(CaseRow.version)))  # fmt: skip
-            if not rows:
+            if not rows or not in_department(rows[0].source_id, op):
                 raise HTTPException(404, f"no case record {case_number}")
             versions = [{**_case_summary(r), "document": view_for(OPERATOR_VIEW, "case", r.document)}
                         for r in rows]  # fmt: skip
@@ -322,7 +241,7 @@ def create_app(
 
     @app.get("/api/v1/quarantine", tags=["quarantine"])
     def quarantined(
-        _: Operator,
+        op: Operator,
         after: int = 0,
         limit: int = 100,
         source: str | None = None,
@@ -330,8 +249,12 @@ def create_app(
         reason: str | None = None,
         state: Annotated[str, Query(pattern="^(open|retried|resolved|all)$")] = "open",
     ) -> dict[str, Any]:
-        """Quarantine rows (one per defect), values masked; ``state=all`` for every state."""
+        """Quarantine rows (one per defect), values masked; ``state=all`` for every state.
+        A department user names one of its sources."""
         _page_args(after, limit)
+        if department_of(op) is not None and not (source and in_department(source, op)):
+            raise HTTPException(403, "a department user asks for one of its own sources "
+                                     "(source=<id>)")  # fmt: skip
         try:
             page = quarantine.list_entries(
                 get_store(), source=source, department=department, reason=reason,
@@ -345,14 +268,15 @@ def create_app(
         return {"items": items, "next": page.next_after, "more": page.next_after is not None}
 
     @app.get("/api/v1/quarantine/counts", tags=["quarantine"])
-    def quarantine_counts(_: Operator, department: str | None = None) -> dict[str, Any]:
+    def quarantine_counts(op: Operator, department: str | None = None) -> dict[str, Any]:
         """Open quarantine per source and reason: records and defects."""
-        rows = quarantine.counts(get_store(), department=department)
+        rows = [r for r in quarantine.counts(get_store(), department=department)
+                if in_department(r.source_id, op)]  # fmt: skip
         return {"items": [{**asdict(r), "reason_zh": indicators.reason_name(r.reason_code)}
                           for r in rows]}  # fmt: skip
 
     @app.get("/api/v1/seals", tags=["seals"])
-    def seals(_: Operator, department_uscc: str | None = None) -> dict[str, Any]:
+    def seals(_: ProvinceOperator, department_uscc: str | None = None) -> dict[str, Any]:
         """The seal registry: status, scope and registration (备案) of every seal."""
         from ehub.seals import list_seals
 
@@ -368,7 +292,7 @@ def create_app(
         return {"items": out}
 
     @app.get("/api/v1/deliveries", tags=["deliveries"])
-    def delivery_status(_: Operator) -> dict[str, Any]:
+    def delivery_status(_: ProvinceOperator) -> dict[str, Any]:
         """Outbox rows per platform, kind and state (with the oldest row's age)."""
         rows = deliveries.status(get_store())
         return {"items": [{**asdict(r), "oldest": r.oldest.isoformat() if r.oldest else None}
@@ -376,7 +300,7 @@ def create_app(
 
     @app.get("/api/v1/deliveries/letters", tags=["deliveries"])
     def delivery_letters(
-        _: Operator,
+        _: ProvinceOperator,
         state: Annotated[str, Query(pattern="^(dead|rejected)$")] = "dead",
         destination: str | None = None,
         limit: int = 100,
@@ -387,14 +311,14 @@ def create_app(
         return {"items": [{**asdict(r), "created_at": r.created_at.isoformat()} for r in rows]}
 
     @app.get("/api/v1/reconciliations", tags=["deliveries"])
-    def reconciliations(_: Operator, limit: int = 90) -> dict[str, Any]:
+    def reconciliations(_: ProvinceOperator, limit: int = 90) -> dict[str, Any]:
         """The newest reconciliation outcomes per business day, platform and kind."""
         _page_args(0, limit)
         rows = indicators.reconciliations(get_store(), limit=limit)
         return {"items": [{**asdict(r), "at": r.at.isoformat()} for r in rows]}
 
     @app.get("/api/v1/offices", tags=["offices"])
-    def offices(_: Operator) -> dict[str, Any]:
+    def offices(_: ProvinceOperator) -> dict[str, Any]:
         """Registered offices, their grants and the freshness of their return feeds."""
         store = get_store()
         lag = {o.office: o for o in indicators.feed_lag(store)}
@@ -410,7 +334,7 @@ def create_app(
         return {"items": items}
 
     @app.get("/api/v1/lineage/{identifier:path}", tags=["records"])
-    def lineage(identifier: str, _: Operator) -> dict[str, Any]:
+    def lineage(identifier: str, _: ProvinceOperator) -> dict[str, Any]:
         """The story of a license, case record, seal or ``source/key`` (as ``ehub trace``)."""
         story = trace(get_store(), identifier)
         if not story.found:
@@ -419,7 +343,7 @@ def create_app(
 
     @app.get("/api/v1/indicators", tags=["indicators"])
     def indicators_(
-        _: Operator, department: str = "", license_type: str = "", days: str = "30"
+        _: ProvinceOperator, department: str = "", license_type: str = "", days: str = "30"
     ) -> dict[str, Any]:
         """The national evaluation indicators and the dashboard's breakdowns."""
         store = get_store()
@@ -447,8 +371,11 @@ def create_app(
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer":
             token = value.strip()
-        if not token or known.operator(token) is None:
+        name = known.operator(token) if token else None
+        if name is None:
             return HTMLResponse(dashboard.login_page(), status_code=401)
+        if department_of(name) is not None:
+            return HTMLResponse("<p>部门用户无权查看全省数字驾驶舱。</p>", status_code=403)
         body = dashboard.render(get_store(), department=department,
                                 license_type=license_type, days=days)  # fmt: skip
         return HTMLResponse(body, headers={"Cache-Control": "no-store"})

@@ -131,6 +131,7 @@ def run_dags(
         check=False,
         timeout=timeout,
     )
+    _keep_log(settings, dag_ids, proc.stdout, proc.stderr)
     reports = []
     for line in proc.stdout.splitlines():
         try:
@@ -153,6 +154,15 @@ def run_dags(
             + _error_lines(proc.stdout + proc.stderr)
         )
     return results
+
+
+def _keep_log(settings: Settings, dag_ids: Sequence[str], stdout: str, stderr: str) -> None:
+    """The DAG runs' task logs (``dag.test()`` logs to the process' output), appended to
+    ``<home>/airflow/logs/dag_runs.log`` for operators (and the log scans)."""
+    logs = settings.home / "airflow" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / "dag_runs.log", "a", encoding="utf-8") as fh:
+        fh.write(f"=== {' '.join(dag_ids)}\n{stdout}\n{stderr}\n")
 
 
 def _error_lines(output: str, limit: int = 12) -> str:

@@ -20,7 +20,8 @@ from sqlalchemy import text
 from ehub import codelists
 from ehub.config import Settings
 from ehub.devstack import free_port
-from ehub.hub_api import OperatorTokens, create_app, new_token
+from ehub.hub_api import create_app
+from ehub.hub_auth import OperatorTokens, new_token
 from ehub.store.db import Store
 from tests.conftest import need_binary
 from tests.ehub.hub_data import populate

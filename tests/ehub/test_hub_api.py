@@ -22,7 +22,8 @@ from sqlalchemy import text
 
 from ehub.config import Settings
 from ehub.errors import ConfigError
-from ehub.hub_api import COOKIE, OperatorTokens, create_app, new_token, token_digest
+from ehub.hub_api import create_app
+from ehub.hub_auth import COOKIE, OperatorTokens, new_token, token_digest
 from ehub.store.db import Store
 from tests.ehub.hub_data import Generated, populate
 
@@ -373,9 +374,63 @@ def test_metrics_endpoint_needs_a_token_and_speaks_prometheus(hub: Hub) -> None:
 
 
 def test_the_dev_operator_token_is_made_once_private_and_accepted(tmp_path: Path) -> None:
-    from ehub.hub_api import dev_operator_token
+    from ehub.hub_auth import dev_operator_token
 
     token, entry = dev_operator_token(tmp_path)
     assert dev_operator_token(tmp_path) == (token, entry)
     assert (tmp_path / "operator_token").stat().st_mode & 0o777 == 0o600
     assert token not in entry and OperatorTokens.parse(entry).operator(token) == "dev-operator"
+
+
+def test_a_department_user_sees_only_its_department(tmp_path: Path) -> None:
+    """A token named ``housing/clerk`` reads the housing department's records and
+    quarantine and nothing else; the province-wide views answer 403."""
+    settings = Settings.from_env(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'hub.db'}")
+    store = Store(settings.database_url)
+    store.migrate()
+    gen = populate(store, seed=5)
+    token, entry = new_token("housing/clerk")
+    app = create_app(settings, tokens=OperatorTokens.parse(entry))
+    auth = {"Authorization": f"Bearer {token}"}
+    try:
+        with TestClient(app) as client, store.engine.connect() as conn:
+            own = {r[0] for r in conn.execute(text(
+                "SELECT identifier FROM licenses WHERE source_id LIKE 'housing.%'"))}  # fmt: skip
+            others = {r[0] for r in conn.execute(text(
+                "SELECT identifier FROM licenses WHERE source_id NOT LIKE 'housing.%'"))}  # fmt: skip
+            assert own and others
+            seen: set[str] = set()
+            after = 0
+            while True:
+                body = client.get("/api/v1/licenses", params={"after": after, "limit": 50},
+                                  headers=auth).json()  # fmt: skip
+                seen |= {i["identifier"] for i in body["items"]}
+                if not body["more"]:
+                    break
+                after = body["next"]
+            assert seen == own
+            assert client.get(f"/api/v1/licenses/{sorted(own)[0]}", headers=auth).status_code == 200
+            assert client.get(f"/api/v1/licenses/{sorted(others)[0]}",
+                              headers=auth).status_code == 404  # fmt: skip
+            assert client.get("/api/v1/cases", headers=auth).json()["items"] == []
+            assert client.get(f"/api/v1/cases/{gen.case_numbers[0]}",
+                              headers=auth).status_code == 404  # fmt: skip
+            q = client.get("/api/v1/quarantine", headers=auth)
+            assert q.status_code == 403  # a department user names its own source
+            own_q = client.get(
+                "/api/v1/quarantine",
+                headers=auth,
+                params={"source": "housing.construction_permits", "state": "all"},
+            )
+            assert own_q.status_code == 200 and own_q.json()["items"]
+            assert client.get("/api/v1/quarantine", headers=auth, params={
+                "source": "market_regulation.business_licenses"}).status_code == 403  # fmt: skip
+            counts = client.get("/api/v1/quarantine/counts", headers=auth).json()["items"]
+            assert counts and {c["source_id"] for c in counts} == {"housing.construction_permits"}
+            for path in ("/api/v1/seals", "/api/v1/deliveries", "/api/v1/deliveries/letters",
+                         "/api/v1/reconciliations", "/api/v1/offices", "/api/v1/indicators",
+                         f"/api/v1/lineage/{sorted(own)[0]}", "/metrics"):  # fmt: skip
+                assert client.get(path, headers=auth).status_code == 403, path
+            assert client.get("/dashboard", headers=auth).status_code == 403
+    finally:
+        store.dispose()
