@@ -1,11 +1,11 @@
-"""Fault injection across the whole pipeline, on PostgreSQL and the dev stack.
+"""Fault injection across the whole pipeline, on a PostgreSQL of its own and the dev stack.
 
 Every stage runs as its own process (``ehub stage``, as an Airflow task would) while
 the harness breaks something under it, then lets it run again:
 
 - extract and normalize killed at a batch (``EHUB_FAULT``, ``os._exit`` like SIGKILL);
-- the hub's PostgreSQL connections cut by the server (``pg_terminate_backend``, what a
-  database restart does to its clients) while normalize and deliver run;
+- PostgreSQL restarted (``pg_ctl restart -m fast`` on a cluster of the test's own)
+  while normalize and deliver run;
 - the TSA unreachable while B-T licenses are sealed (the PKI service killed; the
   licenses are held with the reason), then back;
 - the output folder's disk full while sealing (``enospc`` fault: every file write
@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -46,6 +48,7 @@ from ehub.config import Settings
 from ehub.offices_dev import ensure_dev_offices
 from ehub.store.db import Store
 from ehub.store.models import DeliveryRow, FeedMessageRow, LicenseRow, RawRecord
+from tests.conftest import need_binary
 from tests.integration import journey_support as js
 
 pytestmark = pytest.mark.slow
@@ -56,23 +59,62 @@ MIX = {"faults": [{"kind": k, "rate": 0.08, **({"delay": 0.3} if k == "slow" els
                             "partial", "slow")], "seed": 9}  # fmt: skip
 
 
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own (initdb + pg_ctl, as the ``postgres`` user
+    when the tests run as root), so the harness can restart it under the hub."""
+
+    def __init__(self) -> None:
+        # Not under pytest's tmp_path: its folders are private to root (mode 0700).
+        root = self.root = Path(tempfile.mkdtemp(prefix="ehub-pg-"))
+        self.data, self.port = root / "pg", devstack.free_port()
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as:
+            shutil.chown(root, "postgres")
+        self._pg(need_binary("initdb", "postgresql"), "-D", str(self.data), "-A", "trust",
+                 "-U", "postgres", "--no-sync")  # fmt: skip
+        self._ctl("start", "-o", f"-p {self.port} -k {root} -c listen_addresses=127.0.0.1 "
+                                 "-c fsync=off")  # fmt: skip
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _pg(self, *argv: str) -> None:
+        # The server inherits no pipe of ours (pg_ctl -l): waiting for EOF would hang.
+        subprocess.run([*self._as, *argv], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=120)  # fmt: skip
+
+    def _ctl(self, action: str, *args: str) -> None:
+        log = ["-l", str(self.root / "pg.log")] if action in ("start", "restart") else []
+        self._pg(need_binary("pg_ctl", "postgresql"), action, "-D", str(self.data), "-w",
+                 "-m", "fast", *log, *args)  # fmt: skip
+
+    def restart(self) -> None:
+        self._ctl("restart")
+
+    def stop(self) -> None:
+        try:
+            self._ctl("stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
 @pytest.fixture
-def stack(tmp_path: Path, pg_url: str) -> Iterator[Settings]:
+def stack(tmp_path: Path) -> Iterator[tuple[Settings, PrivatePostgres]]:
     home = tmp_path / "home"
+    pg = PrivatePostgres()
     try:
         devstack.up(home, seed_count=80, defect_rate=0.08, seed=13,
                     departments=("market_regulation", "health"))  # fmt: skip
         base = Settings.from_env(home=home, out_dir=home / "out", batch_size=10,
                                  source_batch_size=10)  # fmt: skip
-        store = Store(pg_url)  # the hub store on PostgreSQL, with the dev offices
+        store = Store(pg.url)  # the hub store on PostgreSQL, with the dev offices
         try:
             store.migrate()
             ensure_dev_offices(store)
         finally:
             store.dispose()
-        yield replace(base, database_url=pg_url)
+        yield replace(base, database_url=pg.url), pg
     finally:
         devstack.down(home)
+        pg.stop()
 
 
 def _env(settings: Settings, fault: str = "", batch: int | None = None) -> dict[str, str]:
@@ -97,25 +139,27 @@ def _ok(settings: Settings, stage: str, source: str | None = None) -> None:
     assert proc.returncode == 0, f"{stage} {source or ''}: {proc.stderr[-3000:]}"
 
 
-def _cut_connections_during(settings: Settings, stage: str, source: str | None) -> int:
-    """Run the stage and terminate its database sessions while it works; its exit code."""
+def _restart_database_during(
+    settings: Settings, pg: PrivatePostgres, stage: str, source: str | None
+) -> int:
+    """Run the stage and restart PostgreSQL once the stage is working; its exit code."""
     proc = subprocess.Popen(_argv(stage, source), env=_env(settings, batch=3),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    engine = create_engine(settings.database_url)
-    cut = 0
-    try:
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline and cut == 0:
+    busy = 0
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline and not busy:
+        engine = create_engine(settings.database_url)
+        try:
             with engine.connect() as conn:
-                cut = len(conn.execute(text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                    "AND state <> 'idle'")).all())  # fmt: skip
-            time.sleep(0.05)
-        proc.wait(timeout=600)
-    finally:
-        engine.dispose()
-    assert cut, f"{stage} finished before any of its sessions could be cut"
+                busy = len(conn.execute(text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND state <> 'idle'")).all())  # fmt: skip
+        finally:
+            engine.dispose()
+        time.sleep(0.05)
+    assert busy, f"{stage} finished before the database could be restarted under it"
+    pg.restart()
+    proc.wait(timeout=600)
     return proc.returncode
 
 
@@ -151,9 +195,10 @@ def _held_versions(settings: Settings, url: str, kind: str) -> list[tuple[str, i
 
 
 def test_every_fault_then_recovery_leaves_each_record_exactly_once(
-    stack: Settings, capsys: pytest.CaptureFixture[str]
+    stack: tuple[Settings, PrivatePostgres], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings, home = stack, stack.home
+    settings, pg = stack
+    home = settings.home
     faults: Counter[str] = Counter()
 
     # extract: killed at its second batch, then resumed from the watermark
@@ -162,9 +207,9 @@ def test_every_fault_then_recovery_leaves_each_record_exactly_once(
         faults["extract killed"] += 1
         _ok(settings, "extract", source)
 
-    # normalize: the database cuts the stage's sessions mid-run
-    _cut_connections_during(settings, "normalize", SOURCES[1])
-    faults["postgres sessions cut (normalize)"] += 1
+    # normalize: PostgreSQL restarted under the stage
+    _restart_database_during(settings, pg, "normalize", SOURCES[0])  # B-T licenses first
+    faults["PostgreSQL restarted (normalize)"] += 1
     for source in SOURCES:
         assert _run(settings, "normalize", source, fault="normalize:1:before").returncode == 137
         faults["normalize killed"] += 1
@@ -195,8 +240,8 @@ def test_every_fault_then_recovery_leaves_each_record_exactly_once(
     faults["platform fault mix (7 kinds at 8 %)"] += 2
     assert _run(settings, "deliver", fault="deliver:1:before").returncode == 137
     faults["deliver killed after send"] += 1
-    _cut_connections_during(settings, "deliver_national", None)
-    faults["postgres sessions cut (deliver)"] += 1
+    _restart_database_during(settings, pg, "deliver_national", None)
+    faults["PostgreSQL restarted (deliver)"] += 1
     for _ in range(6):  # the faults keep firing: runs until every row is delivered
         for stage in ("deliver", "deliver_national"):
             _run(settings, stage)
