@@ -53,17 +53,19 @@ _TABLE_WIDTH = render._LABEL_WIDTH + render._VALUE_WIDTH
 
 
 def _qr_runs(qr: np.ndarray, x: float, y: float, side: float) -> str:
-    """One filled rectangle per run of dark modules, in black (render._draw_qr's geometry)."""
+    """One filled rectangle per run of dark modules, in black (render._draw_qr's geometry),
+    in module units under one scaling matrix: integer operands, cheap to write."""
     n, quiet = qr.shape[0], render._QR_QUIET
     module = side / (n + 2 * quiet)
-    rects = []
-    for r in range(n):
-        edges = np.flatnonzero(np.diff(np.concatenate(([False], qr[r], [False])).astype(np.int8)))
-        top = _n(y + side - (r + quiet + 1) * module)
-        for start, end in zip(edges[::2], edges[1::2], strict=True):
-            rects.append(f"{_n(x + (start + quiet) * module)} {top} "
-                         f"{_n((end - start) * module)} {_n(module)} re")  # fmt: skip
-    return "0 0 0 rg\n" + "\n".join(rects) + "\nf"
+    padded = np.zeros((n, n + 2), dtype=np.int8)
+    padded[:, 1:-1] = qr
+    edges = np.diff(padded, axis=1)
+    starts, ends = np.nonzero(edges == 1), np.nonzero(edges == -1)  # row-major: they pair up
+    rects = [f"{c} {n - 1 - r} {e - c} 1 re"
+             for r, c, e in zip(starts[0].tolist(), starts[1].tolist(), ends[1].tolist(),
+                                strict=True)]  # fmt: skip
+    origin = f"{_n(x + quiet * module)} {_n(y + quiet * module)}"
+    return f"q {_n(module)} 0 0 {_n(module)} {origin} cm 0 0 0 rg\n" + "\n".join(rects) + "\nf Q"
 
 
 def _n(value: float) -> str:
