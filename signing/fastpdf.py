@@ -20,7 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
 from signing import render
@@ -169,15 +168,13 @@ def assemble(parts: PdfParts) -> tuple[bytearray, tuple[int, int, int, int]]:
     base = face.name.decode("latin-1") if isinstance(face.name, bytes) else str(face.name)
     name = f"/{tag}+{base}"
     widths = " ".join(map(_width_text, font.widths))
-    qr = page.qr
     objects: dict[int, bytes] = {}
     objects[1] = b"<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [5 0 R] /SigFlags 3 >> >>"
     objects[2] = b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>"
-    xobjects = "/XObject << /QR 12 0 R >> " if qr is not None else ""
     objects[3] = (
         f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {_n(render.PAGE_WIDTH)} "
-        f"{_n(render.PAGE_HEIGHT)}] /Resources << /Font << /F1 7 0 R >> {xobjects}"
-        "/ProcSet [/PDF /Text /ImageB] >> /Contents 4 0 R /Annots [5 0 R] >>"
+        f"{_n(render.PAGE_HEIGHT)}] /Resources << /Font << /F1 7 0 R >> "
+        "/ProcSet [/PDF /Text] >> /Contents 4 0 R /Annots [5 0 R] >>"
     ).encode("ascii")
     objects[4] = _stream("/Filter /FlateDecode", page.content)
     objects[5] = (
@@ -216,16 +213,7 @@ def assemble(parts: PdfParts) -> tuple[bytearray, tuple[int, int, int, int]]:
     ).encode("latin-1")
     objects[10] = _stream(f"/Filter /FlateDecode /Length1 {font.length1}", font.stream)
     objects[11] = _stream("/Filter /FlateDecode", _tounicode(font.chars))
-    if qr is not None:
-        n = qr.shape[0]
-        bits = np.packbits(qr, axis=1).tobytes()
-        objects[12] = _stream(
-            f"/Type /XObject /Subtype /Image /Width {n} /Height {n} /ColorSpace /DeviceGray "
-            "/BitsPerComponent 1 /Decode [1 0] /Interpolate false /Filter /FlateDecode",
-            zlib.compress(bits, 6),
-        )
-    else:
-        objects[12] = b"<< >>"
+    objects[12] = b"<< >>"  # free (the QR code is drawn in the page); keeps the numbering
     objects[13], (objects[14], objects[15]) = _appearance(parts, box)
     objects[16] = b"<< /Type /Font /Subtype /Type1 /BaseFont /Courier /Encoding /WinAnsiEncoding >>"
     when = _date(parts.signing_time)

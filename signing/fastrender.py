@@ -16,8 +16,8 @@ directly as a content stream:
   text from both renderers;
 - text in a Type 0 font (``Identity-H``, CIDs assigned per document in order of
   first use) over the per-document subset of :mod:`signing.fastfont`;
-- the QR code of :mod:`signing.fastqr` as a one-bit image instead of one
-  rectangle per run of modules.
+- the QR code of :mod:`signing.fastqr` (numpy, not reportlab's encoder), one
+  rectangle per run of modules in module units under one matrix.
 
 This module lays out and encodes the page only; the PDF objects around it and
 the signature are :mod:`signing.fastpades`' job. It reads no clock.
@@ -78,12 +78,10 @@ class RenderedPage:
     """One license page: its compressed content stream and the resources it uses."""
 
     content: bytes
-    """Flate-compressed content stream; fonts as /F1, the QR code as /QR."""
+    """Flate-compressed content stream (the QR code drawn in it as vector runs); fonts as /F1."""
     font: FontSubset
-    qr: np.ndarray | None
-    """The QR code's modules (True = dark), drawn as XObject /QR; None: no code."""
     qr_rect: tuple[float, float, float]
-    """(x, y, side) of the QR image in page space."""
+    """(x, y, side) of the QR code's box in page space."""
 
 
 class FastPage:
@@ -136,7 +134,7 @@ class FastPage:
             line(x + side / 2 - stringWidth("扫码核验", render.FONT, 8) / 2, y - 10, 8, "扫码核验")
             ops.append("0 0 0 rg")
         content = zlib.compress("\n".join(ops).encode("ascii"), 6)
-        return RenderedPage(content, self.font.subset("".join(cids)), None, (x, y, side))
+        return RenderedPage(content, self.font.subset("".join(cids)), (x, y, side))
 
     def _table(self, view: LicenseView, ops: list[str], line: object) -> None:
         label_width = render._LABEL_WIDTH - _PAD_LEFT - _PAD_RIGHT
