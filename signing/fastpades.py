@@ -47,12 +47,12 @@ from typing import Any
 from asn1crypto import cms
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from signing.errors import KeyAccessError, SigningError
 from signing.fastpdf import PdfParts, assemble, seal_image_parts
 from signing.fastrender import FastPage
+from signing.pades import open_seal_p12
 from signing.render import LicenseView
 
 __all__ = ["FastSealer", "FastSealers", "fast_sealer_for", "render_and_seal"]
@@ -158,19 +158,7 @@ class FastSealer:
         stamp_image: Path | str | None = None,
         field_name: str = "EhubSeal1",
     ) -> None:
-        secret = passphrase.encode("utf-8") if isinstance(passphrase, str) else passphrase
-        try:
-            data = Path(p12_path).read_bytes()
-        except OSError as exc:
-            raise KeyAccessError(f"cannot read seal key store {p12_path}: {exc.strerror}") from exc
-        try:
-            key, cert, _ = pkcs12.load_key_and_certificates(data, secret)
-        except ValueError as exc:
-            raise KeyAccessError(
-                f"cannot open seal key store {p12_path}: wrong passphrase or corrupt file"
-            ) from exc
-        if key is None or cert is None:
-            raise KeyAccessError(f"seal key store {p12_path} lacks the private key or certificate")
+        data, secret, key, cert = open_seal_p12(p12_path, passphrase)
         self._template, self.reference_cms, _ = _template_from_pyhanko(data, secret)
         if self._template.scheme == "ecdsa" and isinstance(key, ec.EllipticCurvePrivateKey):
             algorithm = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)

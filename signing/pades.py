@@ -33,6 +33,7 @@ from typing import Protocol, TypeAlias, runtime_checkable
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 from PIL import Image
 from pyhanko.keys import load_certs_from_pemder
@@ -162,6 +163,27 @@ class _PinnedTimePdfSigner(signers.PdfSigner):
         return session
 
 
+def open_seal_p12(
+    p12_path: Path | str, passphrase: str | bytes
+) -> tuple[bytes, bytes, PrivateKeyTypes, x509.Certificate]:
+    """A seal's PKCS#12 bundle opened: (its bytes, the passphrase as bytes, key, certificate);
+    KeyAccessError naming the file when it cannot be read, opened, or lacks either."""
+    secret = passphrase.encode("utf-8") if isinstance(passphrase, str) else passphrase
+    try:
+        data = Path(p12_path).read_bytes()
+    except OSError as exc:
+        raise KeyAccessError(f"cannot read seal key store {p12_path}: {exc.strerror}") from exc
+    try:
+        key, leaf, _ = pkcs12.load_key_and_certificates(data, secret)
+    except ValueError as exc:
+        raise KeyAccessError(
+            f"cannot open seal key store {p12_path}: wrong passphrase or corrupt file"
+        ) from exc
+    if key is None or leaf is None:
+        raise KeyAccessError(f"seal key store {p12_path} lacks the private key or certificate")
+    return data, secret, key, leaf
+
+
 class PadesSealer:
     """PAdES sealer (B-B, B-T or B-LT) backed by a PKCS#12 key store.
 
@@ -186,19 +208,7 @@ class PadesSealer:
         stamp_image: Path | str | None = None,
     ) -> None:
         self._init_level(level, tsa_url, trust_roots, timeout, stamp_image)
-        secret = passphrase.encode("utf-8") if isinstance(passphrase, str) else passphrase
-        try:
-            data = Path(p12_path).read_bytes()
-        except OSError as exc:
-            raise KeyAccessError(f"cannot read seal key store {p12_path}: {exc.strerror}") from exc
-        try:
-            key, leaf, _ = pkcs12.load_key_and_certificates(data, secret)
-        except ValueError as exc:
-            raise KeyAccessError(
-                f"cannot open seal key store {p12_path}: wrong passphrase or corrupt file"
-            ) from exc
-        if key is None or leaf is None:
-            raise KeyAccessError(f"seal key store {p12_path} lacks the private key or certificate")
+        data, secret, _key, _leaf = open_seal_p12(p12_path, passphrase)
         # Checked with cryptography first because pyHanko fails with an
         # AttributeError on a bundle without a key. load_pkcs12_data (unlike
         # load_pkcs12) raises rather than returning None. Decryption happens
