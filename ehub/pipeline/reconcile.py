@@ -22,7 +22,7 @@ import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import select
@@ -81,7 +81,9 @@ def reconcile(
     kind: str = "license",
     redeliver: bool = True,
 ) -> Reconciliation:
-    start, end = day_bounds(day)
+    # In UTC, as the store writes it: SQLite keeps datetimes as text without their offset,
+    # so bounds in +08:00 would be compared with UTC wall times.
+    start, end = (b.astimezone(UTC) for b in day_bounds(day))
     mine = (DeliveryRow.destination == destination, DeliveryRow.kind == kind,
             DeliveryRow.state == "delivered")  # fmt: skip
     with store.session() as s:

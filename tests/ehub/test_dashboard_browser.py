@@ -220,7 +220,13 @@ def test_the_department_filter_narrows_the_charts(served: Served, browser: Any) 
         "WHERE s.record_kind = 'license' GROUP BY s.department ORDER BY s.department LIMIT 1")[0]  # fmt: skip
     Select(browser.find_element(By.NAME, "department")).select_by_value(dept)
     Select(browser.find_element(By.NAME, "days")).select_by_value("0")
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old_page = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.CSS_SELECTOR, "form.filters button").click()
+    # the filtered page is a new document: wait until the old one is gone
+    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(old_page))
     chart = browser.find_element(By.CSS_SELECTOR, "svg[data-chart='department_extracted']")
     bars = chart.find_elements(By.CSS_SELECTOR, "rect.bar")
     assert [(b.get_attribute("data-label"), b.get_attribute("data-value")) for b in bars] == [
