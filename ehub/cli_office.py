@@ -17,6 +17,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from connectors.tls import ClientTls
     from ehub.offices import DeliveryMode, MaskMethod, Office, RecordKind
     from ehub.store.db import Store
 
@@ -292,7 +293,9 @@ def _quiet_kafka() -> None:
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 
-def _lags(broker: str, topics: dict[str, str]) -> tuple[dict[str, str], str]:
+def _lags(
+    broker: str, topics: dict[str, str], tls: ClientTls | None = None
+) -> tuple[dict[str, str], str]:
     """Each office's consumer lag as text, and a note when it cannot be read."""
     from ehub.errors import BrokerUnavailable
     from ehub.office_consumer import consumer_lag
@@ -302,7 +305,7 @@ def _lags(broker: str, topics: dict[str, str]) -> tuple[dict[str, str], str]:
     _quiet_kafka()
     out: dict[str, str] = {}
     try:
-        for code, lag in consumer_lag(broker, topics):
+        for code, lag in consumer_lag(broker, topics, tls):
             out[code] = "no topic" if lag is None else f"{lag.total:,}"
     except BrokerUnavailable as exc:
         return out, f"consumer lag: {exc}"
@@ -332,7 +335,7 @@ def status(broker: str | None, topic_prefix: str | None, no_lag: bool) -> None:
     prefix = topic_prefix or settings.return_topic_prefix
     codes = sorted({r.office for r in rows} | set(kafka_offices))
     lags, note = ({}, "") if no_lag or not codes else _lags(
-        broker or settings.broker, {c: prefix + c for c in codes}
+        broker or settings.broker, {c: prefix + c for c in codes}, settings.broker_tls()
     )  # fmt: skip
     by_office = {r.office: r for r in rows}
     table = Table(title="return feeds per office (属地返还)")
@@ -400,6 +403,14 @@ def _hub_certs(path: Path | None) -> tuple[x509.Certificate, ...]:
 @click.option("--hub-cert", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="The hub's feed certificate(s), PEM (default: the hub's own, on the hub).")  # fmt: skip
 @click.option("--topic-prefix", help="Topic prefix (default: the hub's, ehub.return.office.).")
+@click.option("--ca", "ca", type=click.Path(exists=True, dir_okay=False),
+              help="CA certificate(s) of the broker's TLS listener, PEM (default: "
+                   "EHUB_BROKER_CA_BUNDLE). With --cert or --ca the consumer uses TLS.")  # fmt: skip
+@click.option("--cert", "cert", type=click.Path(exists=True, dir_okay=False),
+              help="The office's TLS client certificate, PEM (default: "
+                   "EHUB_BROKER_CLIENT_CERT).")  # fmt: skip
+@click.option("--key", "key", type=click.Path(exists=True, dir_okay=False),
+              help="Its unencrypted private key, PEM (default: EHUB_BROKER_CLIENT_KEY).")  # fmt: skip
 @click.option("--group", help="Consumer group to commit to (default: ehub-office-<code>).")
 @click.option("--max-messages", type=click.IntRange(min=1), help="Stop after N messages.")
 @click.option("--idle-exit", type=click.FloatRange(min=0), metavar="SECONDS",
@@ -410,6 +421,9 @@ def consume(
     broker: str | None,
     hub_cert: Path | None,
     topic_prefix: str | None,
+    ca: str | None,
+    cert: str | None,
+    key: str | None,
     group: str | None,
     max_messages: int | None,
     idle_exit: float | None,
@@ -418,10 +432,17 @@ def consume(
     a line, with its partition and offset), rejects.jsonl (bad signature, wrong office,
     not the envelope schema: topic, partition, offset, reason). Lines are fsynced before
     the offsets are committed; a killed run resumes after the last line written."""
+    from connectors.tls import ClientTls
     from ehub.config import Settings
     from ehub.office_consumer import ConsumeSpec, consume, group_for
 
     settings = Settings.from_env()
+    tls = ClientTls.from_paths(
+        ca or settings.broker_ca_bundle,
+        cert or settings.broker_client_cert,
+        key or settings.broker_client_key,
+        "EHUB_BROKER",
+    )
     bootstrap = broker or settings.broker
     if not bootstrap:
         raise click.UsageError("give --broker HOST:PORT (or set EHUB_BROKER)")
@@ -430,6 +451,7 @@ def consume(
         topic=(topic_prefix or settings.return_topic_prefix) + code,
         out_dir=out_dir,
         broker=bootstrap,
+        tls=tls,
         certs=_hub_certs(hub_cert),
         group=group or group_for(code),
         max_messages=max_messages,

@@ -52,6 +52,14 @@ class Settings:
     """PEM file of the hub's TLS client certificate (mutual TLS); empty: none."""
     platform_client_key: str = ""
     """PEM file of that certificate's unencrypted key (a path, never the key)."""
+    broker_ca_bundle: str = ""
+    """PEM file of the CAs the broker's certificate must chain to: set it (or the
+    client certificate) and every Kafka client of the hub uses TLS; empty: plaintext
+    (the private-network listener of the production compose file)."""
+    broker_client_cert: str = ""
+    """PEM file of the TLS client certificate presented to the broker; empty: none."""
+    broker_client_key: str = ""
+    """PEM file of that certificate's unencrypted key (a path, never the key)."""
     national_url: str = ""
     """Base URL of the national platform."""
     national_token: str = field(default="", repr=False)
@@ -107,6 +115,9 @@ class Settings:
             platform_ca_bundle=pick("platform_ca_bundle"),
             platform_client_cert=pick("platform_client_cert"),
             platform_client_key=pick("platform_client_key"),
+            broker_ca_bundle=pick("broker_ca_bundle"),
+            broker_client_cert=pick("broker_client_cert"),
+            broker_client_key=pick("broker_client_key"),
             national_url=pick("national_url"),
             national_token=pick("national_token", "dev-national-token"),
             market_regulation_url=pick(
@@ -130,6 +141,14 @@ class Settings:
 
         return ClientTls.from_paths(
             self.platform_ca_bundle, self.platform_client_cert, self.platform_client_key
+        )
+
+    def broker_tls(self) -> ClientTls | None:
+        """TLS of the hub's Kafka clients, or ``None`` for a plaintext listener."""
+        from connectors.tls import ClientTls
+
+        return ClientTls.from_paths(
+            self.broker_ca_bundle, self.broker_client_cert, self.broker_client_key, "EHUB_BROKER"
         )
 
     def require(self, name: str) -> str:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from ehub import devbroker
 from ehub.config import stack_file
 from ehub.errors import ServiceError
 
@@ -66,6 +67,8 @@ class Service:
     pid: int
     port: int
     log: str
+    storage: str | None = None  # the broker's storage engine
+    store_port: int | None = None  # the broker's object store, when durable
 
 
 def _spawn(name: str, argv: list[str], logdir: Path, env: dict[str, str] | None = None) -> int:
@@ -331,8 +334,12 @@ def up(
     reseed: bool = False,
     departments: tuple[str, ...] = DEPARTMENTS,
     out_dir: Path | None = None,
+    durable_broker: bool = False,
 ) -> dict[str, Any]:
     """Start the stack (or return the running one) with the chosen department systems.
+
+    ``durable_broker``: the broker on an object store of the stack's own instead of in
+    memory, so that it survives a restart (:mod:`ehub.devbroker`).
 
     ``out_dir``: where the stack's API server writes the licenses it seals on demand
     (the caller's own ``Settings.out_dir``, so they sit beside the seal stage's)."""
@@ -345,23 +352,8 @@ def up(
     logdir = home / "dev" / "logs"
     services: list[Service] = []
     try:
-        bport = free_port()
-        pid = _spawn(
-            "broker",
-            [
-                tansu_binary(),
-                "broker",
-                "--listener-url",
-                f"tcp://127.0.0.1:{bport}",
-                "--advertised-listener-url",
-                f"tcp://127.0.0.1:{bport}",
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            logdir,
-        )
-        services.append(Service("broker", pid, bport, str(logdir / "broker.log")))
-        _wait_tcp(bport, "broker (tansu)", pid)
+        services.extend(devbroker.start_broker(logdir, durable=durable_broker))
+        bport = services[-1].port
 
         tls = platform_tls(home)
         pport = _start_platform("provincial", home, services, tls)

@@ -47,6 +47,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ from typing import Any
 
 from cryptography import x509
 
+from connectors.tls import ClientTls, kafka_kwargs
 from ehub.errors import BrokerUnavailable, ConfigError
 from ehub.feeds import verify_envelope
 from ehub.office_consume_files import (
@@ -99,6 +101,9 @@ class ConsumeSpec:
     out_dir: Path
     broker: str
     """``host:port[,host:port…]``."""
+    tls: ClientTls | None = None
+    """TLS to the broker (its CA, the office's client certificate and key): the
+    production broker's office listener requires it; None = plaintext."""
     certs: tuple[x509.Certificate, ...]
     """The hub's feed certificate(s) (``ehub office feed-cert`` on the hub)."""
     group: str
@@ -202,12 +207,14 @@ def _claim_folder(spec: ConsumeSpec) -> None:
 # --- the run ----------------------------------------------------------------------
 
 
-def _consumer(broker: str, group: str) -> Any:
+def _consumer(broker: str, group: str, tls: ClientTls | None = None) -> Any:
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
+    security = kafka_kwargs(tls)  # a bad CA or key file fails here, naming the setting
     try:
         return KafkaConsumer(
+            **security,
             bootstrap_servers=broker.split(","),
             group_id=group,
             client_id=group,
@@ -215,9 +222,10 @@ def _consumer(broker: str, group: str) -> Any:
             auto_offset_reset="earliest",
             request_timeout_ms=15000,
         )
-    except KafkaError as exc:
+    except (KafkaError, ssl.SSLError) as exc:  # a certificate refused: no KafkaError
+        how = "over TLS: check --broker, --ca, --cert and --key" if tls else "check --broker"
         raise BrokerUnavailable(
-            f"Kafka broker {broker} is unreachable ({type(exc).__name__}); check --broker"
+            f"Kafka broker {broker} is unreachable ({type(exc).__name__}); {how}"
         ) from exc
 
 
@@ -299,7 +307,7 @@ class _Run:
         self.resumed: dict[int, int] = {}
         self.written = self.rejected = self.polls = 0
         self.writer = Writer(spec.out_dir)
-        self.consumer = _consumer(spec.broker, spec.group)
+        self.consumer = _consumer(spec.broker, spec.group, spec.tls)
 
     def start(self, tps: list[Any]) -> None:
         self.consumer.assign(tps)
@@ -429,7 +437,9 @@ def high_watermarks(consumer: Any, tps: list[Any], timeout_s: float = 5.0) -> di
     return {tp: max(ends[tp], consumer.highwater(tp) or 0) for tp in tps}
 
 
-def consumer_lag(broker: str, topics: dict[str, str]) -> Iterator[tuple[str, Lag | None]]:
+def consumer_lag(
+    broker: str, topics: dict[str, str], tls: ClientTls | None = None
+) -> Iterator[tuple[str, Lag | None]]:
     """Per office (``office → topic``): its group's lag, or None when the topic does not
     exist yet. :class:`BrokerUnavailable` when the broker cannot be reached."""
     from kafka import TopicPartition
@@ -437,7 +447,7 @@ def consumer_lag(broker: str, topics: dict[str, str]) -> Iterator[tuple[str, Lag
 
     for office, topic in topics.items():
         group = group_for(office)
-        consumer = _consumer(broker, group)
+        consumer = _consumer(broker, group, tls)
         try:
             parts = consumer.partitions_for_topic(topic)
             if not parts:

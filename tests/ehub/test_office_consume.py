@@ -99,18 +99,25 @@ def test_killed_consumer_resumes_without_loss_or_duplicate(
     rng = random.Random(seed)
     prefix = f"test.consume.{uuid.uuid4().hex[:8]}."
     topic = prefix + OFFICE
-    messages = _published_set(3000, 60, topic, signer)
+    # at least 3000 messages, and more until the kills are over (a loaded machine
+    # starts the consumer slowly: publishing must still be going on when it is killed)
+    pool = _published_set(12000, 60, topic, signer)
+    messages: list[FeedMessage] = []
     out = tmp_path / "office-out"
     env = {**os.environ, "EHUB_HOME": str(tmp_path / "office-home")}
 
     done = threading.Event()
+    kills_over = threading.Event()
     errors: list[BaseException] = []
 
     def publish() -> None:
         publisher = FeedPublisher(broker)
         try:
-            for i in range(0, len(messages), 75):
-                publisher.publish(messages[i : i + 75])
+            for i in range(0, len(pool), 75):
+                if i >= 3000 and kills_over.is_set():
+                    break
+                publisher.publish(pool[i : i + 75])
+                messages.extend(pool[i : i + 75])
                 time.sleep(0.4)
         except BaseException as exc:  # reported by the main thread
             errors.append(exc)
@@ -144,6 +151,7 @@ def test_killed_consumer_resumes_without_loss_or_duplicate(
         kills_while_publishing += not done.is_set()
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
+    kills_over.set()
     feeder.join(timeout=120)
     assert not errors, errors
     assert kills_while_publishing >= 1, f"seed {seed}: every kill came after publishing ended"

@@ -13,7 +13,10 @@ the harness breaks something under it, then lets it run again:
 - the platforms answering 5xx, 429, connection resets, lost receipts, partial batch
   failures and slow answers on every endpoint, and the delivery killed between send
   and receipt;
-- the broker frozen (SIGSTOP) while the return feeds are published, then thawed.
+- the broker (tansu on durable storage: an S3-compatible object store of the stack's
+  own) killed (SIGKILL) and started again: after the publisher died between the
+  broker's ack and marking its rows, and under a running publisher; then frozen
+  (SIGSTOP) under the publisher and thawed.
 
 Afterwards every raw record is in exactly one final state, every license version is
 sealed, each platform holds each record version exactly once, each office topic holds
@@ -42,7 +45,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from connectors.tls import httpx_kwargs
-from ehub import devstack
+from ehub import devbroker, devstack
 from ehub.audit_verify import verify_audit
 from ehub.config import Settings
 from ehub.offices_dev import ensure_dev_offices
@@ -102,7 +105,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[Settings, PrivatePostgres]]:
     pg = PrivatePostgres()
     try:
         devstack.up(home, seed_count=80, defect_rate=0.08, seed=13,
-                    departments=("market_regulation", "health"))  # fmt: skip
+                    departments=("market_regulation", "health"), durable_broker=True)  # fmt: skip
         base = Settings.from_env(home=home, out_dir=home / "out", batch_size=10,
                                  source_batch_size=10)  # fmt: skip
         store = Store(pg.url)  # the hub store on PostgreSQL, with the dev offices
@@ -188,12 +191,39 @@ def _platform(settings: Settings, url: str, method: str, path: str, **kw: Any) -
     return r.json() if r.content else None
 
 
+def _feeds(settings: Settings, *, published: bool) -> int:
+    """Feed rows published (or not yet)."""
+    store = Store(settings.database_url)
+    try:
+        with store.session() as s:
+            state = FeedMessageRow.state
+            where = state == "published" if published else state != "published"
+            return int(s.scalar(select(func.count()).select_from(FeedMessageRow).where(where)) or 0)
+    finally:
+        store.dispose()
+
+
+def _wait_published(settings: Settings, proc: subprocess.Popen[str], more_than: int) -> None:
+    """Wait until the running publisher has marked more than ``more_than`` rows."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if _feeds(settings, published=True) > more_than:
+            assert proc.poll() is None, "the publisher finished before the broker was killed"
+            return
+        assert proc.poll() is None, (
+            f"the publisher ended early: {proc.stderr and proc.stderr.read()}"
+        )
+        time.sleep(0.05)
+    raise AssertionError("the publisher marked nothing within 120 s")
+
+
 def _held_versions(settings: Settings, url: str, kind: str) -> list[tuple[str, int]]:
     body = _platform(settings, url, "GET", f"/admin/{kind}")
     items = body[kind] if isinstance(body, dict) else body
     return [(i["identifier"], int(i["version"])) for i in items]
 
 
+@pytest.mark.timeout(1800)  # sixteen faults, each stage run as its own process
 def test_every_fault_then_recovery_leaves_each_record_exactly_once(
     stack: tuple[Settings, PrivatePostgres], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -254,16 +284,32 @@ def test_every_fault_then_recovery_leaves_each_record_exactly_once(
     _ok(settings, "deliver")
     _ok(settings, "deliver_national")
 
-    # publish: the broker frozen under the publisher, then thawed
-    broker = _service(home, "broker")
+    # publish: the publisher killed between the broker's ack and marking its rows, the
+    # broker killed and started again (its storage kept); the broker killed under a
+    # running publisher; the broker frozen under the publisher, then thawed
+    assert _run(settings, "publish", fault="publish:2:acked", batch=5).returncode == 137
+    faults["publish killed after ack"] += 1
+    before = js.broker_messages(settings)
+    assert before, "the killed publisher had nothing acknowledged"
+    devbroker.restart_broker(home, down_s=2.0)
+    faults["broker killed and restarted"] += 1
+    assert js.broker_messages(settings) == before, "the broker lost messages in its restart"
     proc = subprocess.Popen(_argv("publish", None), env=_env(settings, batch=5),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    time.sleep(2.5)
-    os.kill(broker["pid"], signal.SIGSTOP)
-    faults["broker frozen"] += 1
-    time.sleep(6)
-    os.kill(broker["pid"], signal.SIGCONT)
+    _wait_published(settings, proc, more_than=sum(before.values()))
+    devbroker.restart_broker(home, down_s=3.0)
+    faults["broker killed under the publisher and restarted"] += 1
     proc.wait(timeout=600)
+    if _feeds(settings, published=False):
+        broker = _service(home, "broker")
+        proc = subprocess.Popen(_argv("publish", None), env=_env(settings, batch=5),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        time.sleep(1.0)
+        os.kill(broker["pid"], signal.SIGSTOP)
+        faults["broker frozen"] += 1
+        time.sleep(6)
+        os.kill(broker["pid"], signal.SIGCONT)
+        proc.wait(timeout=600)
     _ok(settings, "publish")
 
     # every stage once more: nothing left to do, nothing done twice
