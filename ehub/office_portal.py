@@ -16,8 +16,9 @@ HttpOnly, SameSite=Strict, path ``/portal``, with an expiry inside the signed
 value), naming the office and the credential used; both are checked against the
 store on every request, so revoking the credential or the office ends the
 session. The login form carries a nonce bound to a cookie, so another site
-cannot log a browser in. The signing secret
-comes from ``EHUB_PORTAL_SECRET`` or, failing that, a file generated in the hub
+cannot log a browser in. Failed logins are limited per client address and
+office code (:class:`~ehub.portal_session.LoginThrottle`: 429 with Retry-After).
+The signing secret comes from ``EHUB_PORTAL_SECRET`` or, failing that, a file generated in the hub
 home (:func:`portal_secret`); it is never in the repository. A request for
 another office's code gets a 403 page and the ``office_access_denied`` audit
 event (as the pull API writes it, with ``channel: portal``); each download
@@ -52,7 +53,13 @@ from ehub import codelists, office_feed, portal_pages
 from ehub.audit import Event, append
 from ehub.errors import HubError, StoreError
 from ehub.offices import Office, RecordKind
-from ehub.portal_session import SessionCodec, check_login, portal_secret, session_office
+from ehub.portal_session import (
+    LoginThrottle,
+    SessionCodec,
+    check_login,
+    portal_secret,
+    session_office,
+)
 from ehub.store.db import Store
 from ehub.store.models import CaseRow, LicenseRow
 
@@ -280,9 +287,16 @@ def _client(request: Request) -> str:
 
 
 def create_router(
-    store: Store, secret: bytes | str, *, page_size: int = 50, session_max_age_s: int = 8 * 3600
+    store: Store,
+    secret: bytes | str,
+    *,
+    page_size: int = 50,
+    session_max_age_s: int = 8 * 3600,
+    throttle: LoginThrottle | None = None,
 ) -> APIRouter:
-    """The portal's routes (include them in the hub's web app)."""
+    """The portal's routes (include them in the hub's web app). ``throttle``: the
+    failed-login limit (default: 10 per client and office code in 15 minutes)."""
+    throttle = throttle or LoginThrottle()
     codec = SessionCodec(secret.encode() if isinstance(secret, str) else secret,
                          max_age_s=session_max_age_s)  # fmt: skip
     names = labels()
@@ -362,16 +376,25 @@ def create_router(
 
         if not expected or not hmac.compare_digest(nonce.encode(), expected.encode()):
             return again("登录页面已过期，请重新登录。", 400)
+        wait = throttle.retry_after(_client(request), code)
+        if wait:
+            log.warning("office portal: login for office code %r from %s throttled (%d s)",
+                        code[:64], _client(request), wait)  # fmt: skip
+            r = again(f"登录失败次数过多，请 {max(1, wait // 60)} 分钟后再试。", 429)
+            r.headers["Retry-After"] = str(wait)
+            return r
         try:
             office, cred_id, why = await _in_thread(check_login, store, code, token)
         except (StoreError, SQLAlchemyError) as exc:
             log.warning("office portal login: the hub store is unavailable: %s", exc)
             return again("数据库暂不可用，请稍后再试。", 503)
         if office is None:
+            throttle.failed(_client(request), code)
             log.warning("office portal: login refused for office code %r (%s)", code[:64], why)
             if why == "revoked":
                 return again("该办公室或凭证已被停用，请联系平台管理员。", 403)
             return again("办公室代码或凭证不正确。", 401)
+        throttle.succeeded(_client(request), code)
         own = f"/portal/offices/{office.code}/records"
         target = next_url if _LOCAL_NEXT.fullmatch(next_url) and "//" not in next_url else own
         r = RedirectResponse(target, status_code=303)

@@ -7,6 +7,13 @@ credential and no personal data. The office and the credential are checked
 against the store on every request (:func:`session_office`), so revoking
 either ends the session at once. This module must not log credentials or
 session values.
+
+:class:`LoginThrottle` limits failed logins: after ``limit`` failures from one
+client address for one office code within ``window_s`` seconds, further
+attempts for that pair are refused (even with a good credential) until the
+oldest failure leaves the window. Credentials are long random tokens, so this
+is defence in depth against guessing and against filling the logs; the counts
+are per server process and kept in memory.
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ import hmac
 import json
 import os
 import secrets
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from sqlalchemy import select
@@ -29,7 +38,14 @@ from ehub.offices import Office, OfficeNotFound, authenticate, get_office, token
 from ehub.store.db import Store
 from ehub.store.models import OfficeCredentialRow
 
-__all__ = ["SECRET_ENV", "SessionCodec", "check_login", "portal_secret", "session_office"]
+__all__ = [
+    "SECRET_ENV",
+    "LoginThrottle",
+    "SessionCodec",
+    "check_login",
+    "portal_secret",
+    "session_office",
+]
 
 SECRET_ENV = "EHUB_PORTAL_SECRET"
 _MIN_SECRET = 32
@@ -132,3 +148,53 @@ def session_office(store: Store, code: str, cred_id: int) -> Office | None:
     except OfficeNotFound:
         return None
     return office if office.active else None
+
+
+class LoginThrottle:
+    """Failed logins per (client address, office code) in a sliding window."""
+
+    def __init__(
+        self,
+        *,
+        limit: int = 10,
+        window_s: float = 900.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 100_000,
+    ) -> None:
+        self.limit, self.window_s, self._clock, self._max_keys = limit, window_s, clock, max_keys
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
+        times = self._failures.get(key)
+        if times is None:
+            return deque()
+        while times and now - times[0] >= self.window_s:
+            times.popleft()
+        if not times:
+            del self._failures[key]
+        return times
+
+    def retry_after(self, client: str, code: str) -> int:
+        """Seconds until ``client`` may try ``code`` again; 0 when it may now."""
+        now = self._clock()
+        with self._lock:
+            times = self._recent((client, code[:64]), now)
+            if len(times) < self.limit:
+                return 0
+            return max(1, int(self.window_s - (now - times[0]) + 0.999))
+
+    def failed(self, client: str, code: str) -> None:
+        now = self._clock()
+        with self._lock:
+            key = (client, code[:64])
+            times = self._recent(key, now)
+            if not times:
+                if len(self._failures) >= self._max_keys:  # bounded memory: forget the oldest
+                    self._failures.pop(next(iter(self._failures)))
+                self._failures[key] = times
+            times.append(now)
+
+    def succeeded(self, client: str, code: str) -> None:
+        with self._lock:
+            self._failures.pop((client, code[:64]), None)

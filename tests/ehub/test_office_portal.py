@@ -30,7 +30,7 @@ from ehub.errors import ConfigError
 from ehub.office_feed import field_labels
 from ehub.office_portal import SESSION_COOKIE, create_router
 from ehub.offices import Office, add_office, issue_credential, revoke
-from ehub.portal_session import SECRET_ENV, SessionCodec, portal_secret
+from ehub.portal_session import SECRET_ENV, LoginThrottle, SessionCodec, portal_secret
 from ehub.reports import csv_safe
 from ehub.routing import view_for
 from ehub.store.db import Store
@@ -277,6 +277,28 @@ def test_bad_credentials_and_revoked_offices_are_refused(env: Env) -> None:
         assert forged.status_code == 400 and SESSION_COOKIE not in forged.cookies
         assert client.get(f"/portal/offices/{CITY.code}/records",
                           follow_redirects=False).status_code == 303  # fmt: skip
+
+
+def test_failed_logins_are_throttled_per_client_and_office_code(env: Env) -> None:
+    now = [1000.0]
+    throttle = LoginThrottle(limit=3, window_s=600, clock=lambda: now[0])
+    with TestClient(app_for(env.store, throttle=throttle)) as client:
+        for _ in range(3):
+            assert login(client, CITY.code, "ehof_guess").status_code == 401
+        # the limit reached: refused even with the right credential, and says when to retry
+        held = login(client, CITY.code, env.tokens[CITY.code])
+        assert held.status_code == 429 and "登录失败次数过多" in held.text
+        assert int(held.headers["Retry-After"]) == 600
+        assert SESSION_COOKIE not in held.cookies
+        # another office code from the same client is not held
+        assert login(client, COUNTY.code, env.tokens[COUNTY.code]).status_code == 303
+        # the oldest failure leaves the window: the office may log in again
+        now[0] += 600
+        ok = login(client, CITY.code, env.tokens[CITY.code])
+        assert ok.status_code == 303 and SESSION_COOKIE in ok.cookies
+        # a success clears the count
+        assert login(client, CITY.code, "ehof_guess").status_code == 401
+        assert login(client, CITY.code, env.tokens[CITY.code]).status_code == 303
 
 
 def test_revoking_the_credential_ends_the_session(env: Env) -> None:
