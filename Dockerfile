@@ -7,12 +7,11 @@ RUN apt-get update && apt-get install -y --no-install-recommends curl poppler-ut
        fonts-arphic-gbsn00lp softhsm2 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/ehub
-COPY requirements.lock pyproject.toml README.md ./
-# The Celery executor's provider (workers, Redis broker) is a deployment-only
-# dependency, pinned here until the lock file carries it.
+COPY requirements-deploy.lock pyproject.toml README.md ./
+# requirements-deploy.lock: requirements.lock (same pins) plus the deployment-only
+# Celery executor provider (workers, Redis broker): `make lock` writes both.
 RUN pip install --no-cache-dir "uv==0.13.9" \
-    && uv pip install --system --no-cache -r requirements.lock \
-    && uv pip install --system --no-cache "apache-airflow-providers-celery==3.26.0"
+    && uv pip install --system --no-cache -r requirements-deploy.lock
 COPY . .
 RUN uv pip install --system --no-cache --no-deps -e . \
     && mkdir -p /var/lib/ehub /opt/airflow \

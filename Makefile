@@ -49,6 +49,8 @@ system-deps:
 ## Refresh the lock file after changing pyproject.toml dependencies
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra deploy --python-version 3.11 \
+		-c requirements.lock -o requirements-deploy.lock
 
 clean:
 	rm -rf out var .pytest_cache .mypy_cache .ruff_cache

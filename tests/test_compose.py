@@ -157,3 +157,27 @@ def test_secrets_have_no_default() -> None:
     text = COMPOSE.read_text(encoding="utf-8")
     for name in SECRETS:
         assert not re.search(rf"\$\{{{name}:?-", text), f"{name} has a default"
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        if m := re.fullmatch(r"([A-Za-z0-9._-]+)==(\S+)", line.strip()):
+            pins[m[1].lower()] = m[2]
+    return pins
+
+
+def test_the_image_installs_the_locked_pins_plus_the_celery_provider() -> None:
+    """The image's lock is requirements.lock (the same pins, every package) plus the
+    deployment-only Celery provider; the Dockerfile installs nothing unlocked."""
+    dev, deploy = _pins(ROOT / "requirements.lock"), _pins(ROOT / "requirements-deploy.lock")
+    assert dev and all(deploy.get(name) == version for name, version in dev.items()), {
+        name: (version, deploy.get(name)) for name, version in dev.items()
+        if deploy.get(name) != version
+    }  # fmt: skip
+    assert "apache-airflow-providers-celery" in deploy and "celery" in deploy
+    docker = (ROOT / "Dockerfile").read_text()
+    installs = re.findall(r"(?:uv pip|pip) install[^\n]*", docker)
+    assert any("-r requirements-deploy.lock" in i for i in installs), installs
+    assert all("-r requirements-deploy.lock" in i or '"uv==' in i or "-e ." in i
+               for i in installs), installs  # fmt: skip
