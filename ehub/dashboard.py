@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ehub import indicators as ind
+from ehub import indicators_ops as ops
 from ehub.store.db import Store
 
 #: Periods the filter offers, in days (0: everything).
@@ -211,9 +212,9 @@ def render(store: Store, *, department: str = "", license_type: str = "", days: 
     types = ind.by_license_type(store, f)
     reasons = ind.quarantine_reasons(store, f)
     days_ = ind.daily(store, f)
-    plats = ind.platforms(store, f)
-    recon = ind.reconciliations(store)
-    lags = ind.feed_lag(store)
+    plats = ops.platforms(store, f)
+    recon = ops.reconciliations(store)
+    lags = ops.feed_lag(store)
 
     xs = [d.day for d in days_]
     trend = line_chart("daily", "每日趋势", xs, [

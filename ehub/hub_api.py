@@ -50,7 +50,7 @@ from fastapi.responses import (
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from ehub import deliveries, indicators, quarantine
+from ehub import deliveries, indicators, indicators_ops, quarantine
 from ehub.config import Settings
 from ehub.errors import ConfigError, StoreError
 from ehub.hub_auth import (
@@ -314,14 +314,14 @@ def create_app(
     def reconciliations(_: ProvinceOperator, limit: int = 90) -> dict[str, Any]:
         """The newest reconciliation outcomes per business day, platform and kind."""
         _page_args(0, limit)
-        rows = indicators.reconciliations(get_store(), limit=limit)
+        rows = indicators_ops.reconciliations(get_store(), limit=limit)
         return {"items": [{**asdict(r), "at": r.at.isoformat()} for r in rows]}
 
     @app.get("/api/v1/offices", tags=["offices"])
     def offices(_: ProvinceOperator) -> dict[str, Any]:
         """Registered offices, their grants and the freshness of their return feeds."""
         store = get_store()
-        lag = {o.office: o for o in indicators.feed_lag(store)}
+        lag = {o.office: o for o in indicators_ops.feed_lag(store)}
         items = []
         for o in list_offices(store):
             fr = lag.get(o.code)
@@ -358,8 +358,8 @@ def create_app(
             "license_types": rows(indicators.by_license_type(store, f), "sealed_share"),
             "quarantine_reasons": rows(indicators.quarantine_reasons(store, f)),
             "daily": rows(indicators.daily(store, f)),
-            "platforms": rows(indicators.platforms(store, f), "delivered_share"),
-            "feed_lag": rows(indicators.feed_lag(store)),
+            "platforms": rows(indicators_ops.platforms(store, f), "delivered_share"),
+            "feed_lag": rows(indicators_ops.feed_lag(store)),
         }
 
     @app.get("/dashboard", response_class=HTMLResponse, tags=["dashboard"])

@@ -10,9 +10,9 @@ Two kinds of figures, both read-only queries over a :class:`~ehub.store.db.Store
   license is its identifier, judged by its newest version; a case record is its
   case number, judged by its newest version;
 - the **operations breakdowns** behind the dashboard's charts: per department,
-  per license type and per day (records extracted, quarantined by reason, sealed),
-  per platform (share delivered, latency), reconciliation differences, and the
-  return feeds' lag per office.
+  per license type and per day (records extracted, quarantined by reason, sealed);
+  those of delivery and the return feeds (per platform, reconciliation
+  differences, feed lag per office) are in :mod:`ehub.indicators_ops`.
 
 Aggregation happens in SQL (SQLite and PostgreSQL alike); only the latency
 percentiles read rows, at most ``window`` per platform. Nothing here writes,
@@ -31,11 +31,9 @@ from sqlalchemy.orm import Session
 from ehub import codelists
 from ehub.store.db import Store
 from ehub.store.models import (
-    AuditEvent,
     CaseRow,
     DeliveryRow,
     LicenseRow,
-    OfficeRow,
     QuarantineRow,
     RawRecord,
     SealRow,
@@ -44,9 +42,8 @@ from ehub.store.models import (
 )
 
 __all__ = [
-    "DayStats", "DepartmentStats", "Filters", "Indicator", "OfficeLag", "PlatformStats",
-    "ReasonStats", "ReconciliationStats", "TypeStats", "by_department", "by_license_type",
-    "daily", "feed_lag", "national", "platforms", "quarantine_reasons", "reconciliations",
+    "DayStats", "DepartmentStats", "Filters", "Indicator", "ReasonStats", "TypeStats",
+    "by_department", "by_license_type", "daily", "national", "quarantine_reasons",
 ]  # fmt: skip
 
 #: Types with more licenses attached than this count as "in use" (the seeds' figure).
@@ -143,46 +140,6 @@ class DayStats:
     quarantined: int = 0
     sealed: int = 0
     delivered: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class PlatformStats:
-    destination: str
-    total: int
-    delivered: int
-    pending: int
-    rejected: int
-    dead: int
-    p50_latency_s: float | None
-    p95_latency_s: float | None
-    """Outbox row written → receipt stored, over the newest ``window`` deliveries."""
-
-    @property
-    def delivered_share(self) -> float | None:
-        return self.delivered / self.total if self.total else None
-
-
-@dataclass(frozen=True, slots=True)
-class ReconciliationStats:
-    at: datetime
-    day: str
-    destination: str
-    kind: str
-    hub_count: int
-    platform_count: int
-    missing: int
-    unknown_to_hub: int
-    matched: bool
-
-
-@dataclass(frozen=True, slots=True)
-class OfficeLag:
-    office: str
-    name: str
-    published: int
-    pending: int
-    oldest_pending_s: float | None
-    p95_lag_s: float | None
 
 
 # --- helpers -----------------------------------------------------------------
@@ -453,83 +410,6 @@ def daily(store: Store, f: Filters = Filters()) -> list[DayStats]:
             delivered = delivered.where(DeliveryRow.delivered_at >= f.since)
         add("delivered", delivered)
     return [DayStats(day, **counts) for day, counts in sorted(days.items())]
-
-
-def platforms(store: Store, f: Filters = Filters(), *, window: int = 5000) -> list[PlatformStats]:
-    """Per platform: outbox rows by state, the share delivered, and the latency from
-    the outbox row (written with the record) to the stored receipt."""
-    from ehub.on_demand import percentile  # (it imports the signing package)
-
-    out = []
-    with store.session() as s:
-        stmt = select(DeliveryRow.destination, DeliveryRow.state, func.count()).group_by(
-            DeliveryRow.destination, DeliveryRow.state
-        )
-        if f.since is not None:
-            stmt = stmt.where(DeliveryRow.created_at >= f.since)
-        states: dict[str, dict[str, int]] = {}
-        for dest, state, n in s.execute(stmt):
-            states.setdefault(str(dest), {})[str(state)] = int(n)
-        for dest in sorted(states):
-            lat = select(DeliveryRow.created_at, DeliveryRow.delivered_at).where(
-                DeliveryRow.destination == dest, DeliveryRow.state == "delivered",
-                DeliveryRow.delivered_at.is_not(None),
-            )  # fmt: skip
-            if f.since is not None:
-                lat = lat.where(DeliveryRow.created_at >= f.since)
-            lags = [
-                max((_aware(done) - _aware(made)).total_seconds(), 0.0)
-                for made, done in s.execute(lat.order_by(DeliveryRow.id.desc()).limit(window))
-                if done is not None
-            ]
-            c = states[dest]
-            out.append(PlatformStats(dest, sum(c.values()), c.get("delivered", 0),
-                                     c.get("pending", 0), c.get("rejected", 0), c.get("dead", 0),
-                                     percentile(lags, 50), percentile(lags, 95)))  # fmt: skip
-    return out
-
-
-def reconciliations(store: Store, *, limit: int = 90) -> list[ReconciliationStats]:
-    """The newest ``limit`` reconciliation outcomes (audit events ``reconciled``), oldest first."""
-    stmt = (
-        select(AuditEvent.at, AuditEvent.detail)
-        .where(AuditEvent.event == "reconciled")
-        .order_by(AuditEvent.id.desc())
-        .limit(limit)
-    )
-    with store.session() as s:
-        rows = s.execute(stmt).all()
-    out = []
-    for at, detail in reversed(rows):
-        d = dict(detail or {})
-        out.append(ReconciliationStats(
-            _aware(at), str(d.get("day", "")), str(d.get("destination", "")),
-            str(d.get("kind", "license")), int(d.get("hub_count") or 0),
-            int(d.get("platform_count") or 0), _n(d.get("missing")),
-            _n(d.get("unknown_to_hub")), bool(d.get("matched")),
-        ))  # fmt: skip
-    return out
-
-
-def _n(value: Any) -> int:
-    """A count recorded as a number or as the list it counts."""
-    if isinstance(value, (list, tuple)):
-        return len(value)
-    return int(value or 0)
-
-
-def feed_lag(store: Store) -> list[OfficeLag]:
-    """Per office: return-feed messages published and waiting, the oldest wait and the
-    p95 commit-to-publication lag (:func:`ehub.office_feed.freshness`)."""
-    from ehub.office_feed import freshness
-
-    with store.session() as s:
-        names = {str(c): str(n) for c, n in s.execute(select(OfficeRow.code, OfficeRow.name))}
-    return [
-        OfficeLag(fr.office, names.get(fr.office, fr.office), fr.published, fr.pending,
-                  fr.oldest_pending_s, fr.p95_lag_s)
-        for fr in freshness(store)
-    ]  # fmt: skip
 
 
 def departments(store: Store) -> list[str]:
