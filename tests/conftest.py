@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -62,9 +63,11 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("pg_url"))
 
 
-@pytest.fixture(scope="session")
-def broker() -> Iterator[str]:
-    """A tansu broker on a free loopback port for the whole session."""
+@contextlib.contextmanager
+def tansu_broker(port: int | None = None, *, advertised: str | None = None) -> Iterator[str]:
+    """A tansu broker (in memory) of the caller's own on loopback ``port`` (default: a
+    free one), advertising ``advertised`` (default: itself; a proxy's address when the
+    clients must come back through a proxy); yields its own ``host:port``."""
     import subprocess
     import time
 
@@ -74,29 +77,28 @@ def broker() -> Iterator[str]:
         binary = devstack.tansu_binary()
     except Exception as exc:
         require_or_skip(f"tansu broker binary unavailable: {exc}")
-    port = devstack.free_port()
+    port = port or devstack.free_port()
+    own = f"127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [
-            binary,
-            "broker",
-            "--listener-url",
-            f"tcp://127.0.0.1:{port}",
-            "--advertised-listener-url",
-            f"tcp://127.0.0.1:{port}",
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+        [binary, "broker", "--listener-url", f"tcp://{own}",
+         "--advertised-listener-url", f"tcp://{advertised or own}",
+         "--storage-engine", "memory://tansu/"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
     try:
         devstack._wait_tcp(port, "broker", proc.pid)
         time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
+        yield own
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[str]:
+    """A tansu broker on a free loopback port for the whole session."""
+    with tansu_broker() as address:
+        yield address
 
 
 @pytest.hookimpl(hookwrapper=True)

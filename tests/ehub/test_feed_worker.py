@@ -27,7 +27,7 @@ from ehub.offices_dev import ensure_dev_offices
 from ehub.pipeline import publish
 from ehub.store.db import Store
 from ehub.store.models import FeedMessageRow
-from tests.conftest import require_or_skip
+from tests.conftest import tansu_broker
 
 PREFIX = "ehub.return.office."  # the default: the worker subprocess uses it
 
@@ -35,26 +35,8 @@ PREFIX = "ehub.return.office."  # the default: the worker subprocess uses it
 @pytest.fixture
 def own_broker() -> Iterator[str]:
     """A broker of the test's own: the worker subprocess uses the default topic names."""
-    from ehub import devstack
-
-    try:
-        binary = devstack.tansu_binary()
-    except Exception as exc:
-        require_or_skip(f"tansu broker binary unavailable: {exc}")
-    port = devstack.free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        devstack._wait_tcp(port, "broker", proc.pid)
-        time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with tansu_broker() as address:
+        yield address
 
 
 def _settings(tmp_path: Path, url: str, broker: str) -> Settings:

@@ -33,6 +33,7 @@ from ehub.feeds import FeedSigner, envelope, message_id
 from ehub.offices import add_office
 from ehub.store.db import Store
 from signing.pki_tls import TlsMaterial, ensure_tls_material
+from tests.conftest import tansu_broker
 from tests.kafka_tls_proxy import KafkaTlsProxy, server_context
 
 pytestmark = pytest.mark.broker
@@ -54,28 +55,16 @@ class TlsBroker:
 def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
     home = tmp_path_factory.mktemp("tls-hub")
     tls = ensure_tls_material(home / "pki")
-    try:
-        binary = devstack.tansu_binary()
-    except Exception as exc:  # pragma: no cover - a locked dependency
-        pytest.fail(f"tansu broker binary unavailable: {exc}")
     inner, outer = devstack.free_port(), devstack.free_port()
-    proxy = KafkaTlsProxy(("127.0.0.1", inner), outer,
-                          server_context(tls.server_cert, tls.server_key, tls.ca_bundle)).start()  # fmt: skip
-    proc = subprocess.Popen(
-        [binary, "broker", "--listener-url", f"tcp://127.0.0.1:{inner}",
-         "--advertised-listener-url", f"tcp://127.0.0.1:{outer}",
-         "--storage-engine", "memory://tansu/"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+    context = server_context(tls.server_cert, tls.server_key, tls.ca_bundle)
+    proxy = KafkaTlsProxy(("127.0.0.1", inner), outer, context).start()
     try:
-        devstack._wait_tcp(inner, "broker", proc.pid)
-        signer = FeedSigner.dev(home)
-        pem = home / "hub-feed.pem"
-        pem.write_bytes(signer.cert.public_bytes(serialization.Encoding.PEM))
-        yield TlsBroker(f"127.0.0.1:{outer}", tls, proxy, home, signer, pem)
+        with tansu_broker(inner, advertised=proxy.address):
+            signer = FeedSigner.dev(home)
+            pem = home / "hub-feed.pem"
+            pem.write_bytes(signer.cert.public_bytes(serialization.Encoding.PEM))
+            yield TlsBroker(proxy.address, tls, proxy, home, signer, pem)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
         proxy.close()
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -41,7 +40,7 @@ from ehub.store.db import Store, utcnow
 from ehub.store.models import AuditEvent, CaseRow, FeedMessageRow, LicenseRow
 from ehub.store.models import Source as SourceRow
 from schemas import path as schema_path
-from tests.conftest import need_binary, require_or_skip
+from tests.conftest import need_binary, tansu_broker
 from tests.ehub.test_routing import OFFICES, expected, generate
 from tests.kafka_apiversions_proxy import ApiVersionsProxy
 
@@ -54,25 +53,11 @@ def proxied_broker() -> Iterator[ApiVersionsProxy]:
     """A tansu broker of this test's own, reached through the ApiVersions proxy: tansu
     listens on its own port and advertises the proxy's, so every connection a client
     opens after the bootstrap one comes back through the proxy too."""
+    proxy = ApiVersionsProxy(("127.0.0.1", devstack.free_port())).start()
     try:
-        binary = devstack.tansu_binary()
-    except Exception as exc:
-        require_or_skip(f"tansu broker binary unavailable: {exc}")
-    port = devstack.free_port()
-    proxy = ApiVersionsProxy(("127.0.0.1", port)).start()
-    proc = subprocess.Popen(
-        [binary, "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
-         "--advertised-listener-url", f"tcp://{proxy.address}",
-         "--storage-engine", "memory://tansu/"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        devstack._wait_tcp(port, "broker", proc.pid)
-        time.sleep(0.2)
-        yield proxy
+        with tansu_broker(proxy.upstream[1], advertised=proxy.address):
+            yield proxy
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
         proxy.close()
 
 
