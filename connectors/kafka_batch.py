@@ -3,13 +3,14 @@
 ``KafkaProducer.send`` costs ~65 µs of CPU per message in kafka-python (the
 accumulator, one future and lock per record, the sender thread), more than the
 rest of the publish stage per message. :class:`BatchPublisher` sends what the
-outbox hands it in one go: per partition one v2 record batch (kafka-python's
-``DefaultRecordBatchBuilder``, its CRC-32C by :mod:`connectors.kafka_fast`),
+outbox hands it in one go: per partition one v2 record batch (written by
+:func:`connectors.kafka_fast.record_batch` as kafka-python's
+``DefaultRecordBatchBuilder`` would, CRC-32C by Google's C library),
 per leader one ``ProduceRequest`` with ``acks=all``, and waits for the answer.
 A message's offset is its batch's base offset plus its index in the batch.
 
 Same wire format, headers (``message-id``) and partitioning (the key's murmur2,
-as Kafka's default partitioner: a record's versions stay on one partition, in
+computed for a whole batch at once, as Kafka's default partitioner: a record's versions stay on one partition, in
 the order given) as :class:`connectors.kafka_feed.FeedPublisher`, and the same
 contract: all acknowledged or :class:`BrokerUnavailable`, no retries and no
 idempotent producer — the caller's outbox and a topic scan make delivery
@@ -19,31 +20,31 @@ exactly-once. Must not import Airflow.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
 from kafka.client_async import KafkaClient
-from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from kafka.errors import KafkaError, for_code
 from kafka.protocol.produce import ProduceRequest
-from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.structs import TopicPartition
 
 from connectors.errors import BrokerUnavailable
-from connectors.kafka_fast import install, murmur2
-from connectors.kafka_feed import ID_HEADER, FeedMessage, Published
+from connectors.kafka_fast import install, murmur2_many, record_batch
+from connectors.kafka_feed import ID_HEADER, FeedMessage, Published, TopicCreator
+from connectors.tls import ClientTls, kafka_kwargs
 
 log = logging.getLogger(__name__)
 
-install()  # numpy CRC-32C for every record batch of the process (built or checked)
+install()  # the fast CRC-32C for every record batch of the process (built or checked)
 
 MAX_BATCH_BYTES = 900 * 1024
 """A record batch stays under a default Kafka's ``message.max.bytes`` (1 MiB); a single
 larger message still goes alone in its batch."""
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 """Record batches are grouped into requests of at most this size."""
+_ID_HEADER = ID_HEADER.encode()
 
 
 class BatchPublisher:
@@ -56,19 +57,18 @@ class BatchPublisher:
         partitions: int = 3,
         client_id: str = "ehub-feeds",
         timeout_ms: int = 30000,
+        tls: ClientTls | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.partitions = partitions
-        self._client_id = client_id
         self._timeout_ms = timeout_ms
-        self._known_topics: set[str] = set()
-        self._admin: KafkaAdminClient | None = None
+        self._topics = TopicCreator(bootstrap, partitions, client_id=f"{client_id}-admin", tls=tls)
         try:
-            self._client = KafkaClient(bootstrap_servers=bootstrap, client_id=client_id,
-                                       request_timeout_ms=timeout_ms)  # fmt: skip
+            self._client = KafkaClient(**kafka_kwargs(tls), bootstrap_servers=bootstrap,
+                                       client_id=client_id, request_timeout_ms=timeout_ms)  # fmt: skip
             self._client.check_version(timeout=10)
             self._version = self._client.api_version(ProduceRequest, max_version=7)
-        except KafkaError as exc:
+        except (KafkaError, ssl.SSLError) as exc:
             raise BrokerUnavailable(
                 f"Kafka broker {bootstrap} is unreachable ({exc}); check EHUB_BROKER "
                 "(dev: `ehub dev up`)"
@@ -77,25 +77,7 @@ class BatchPublisher:
     # --- topics and metadata ---------------------------------------------------------
 
     def ensure_topics(self, topics: Iterable[str]) -> None:
-        missing = sorted(set(topics) - self._known_topics)
-        if not missing:
-            return
-        try:
-            if self._admin is None:
-                self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
-                                               client_id=f"{self._client_id}-admin")  # fmt: skip
-            created = 0
-            for name in missing:  # one per request: "already exists" concerns that one
-                try:
-                    self._admin.create_topics([NewTopic(name, self.partitions, 1)])
-                    created += 1
-                except TopicAlreadyExistsError:
-                    pass
-        except KafkaError as exc:
-            raise BrokerUnavailable(f"creating topics on {self.bootstrap} failed ({exc})") from exc
-        if created:
-            log.info("broker %s: created %d topics", self.bootstrap, created)
-        self._known_topics.update(missing)
+        self._topics.ensure(topics)
 
     def _partitions(self, topics: set[str]) -> dict[str, list[int]]:
         """Every partition of each topic, sorted (as the default partitioner sees them)."""
@@ -139,9 +121,10 @@ class BatchPublisher:
             self.ensure_topics(m.topic for m in messages)
             parts = self._partitions({m.topic for m in messages})
             groups: dict[TopicPartition, list[int]] = defaultdict(list)
-            for i, m in enumerate(messages):
+            hashes = murmur2_many([m.key.encode() for m in messages])
+            for i, (m, h) in enumerate(zip(messages, hashes, strict=True)):
                 all_parts = parts[m.topic]
-                p = all_parts[(murmur2(m.key.encode()) & 0x7FFFFFFF) % len(all_parts)]
+                p = all_parts[(h & 0x7FFFFFFF) % len(all_parts)]
                 groups[TopicPartition(m.topic, p)].append(i)
             out: list[Published | None] = [None] * len(messages)
             for chunk in _chunks(messages, groups):
@@ -163,19 +146,17 @@ class BatchPublisher:
         """One record batch per partition of ``groups``; one request per leader; wait."""
         by_node: dict[int, list[tuple[TopicPartition, bytes, list[int]]]] = defaultdict(list)
         for tp, idx in groups.items():
-            builder = DefaultRecordBatchBuilder(
-                magic=2, compression_type=0, is_transactional=False, producer_id=-1,
-                producer_epoch=-1, base_sequence=-1, batch_size=1 << 30,
-            )  # fmt: skip
             now_ms = int(time.time() * 1000)
-            for n, i in enumerate(idx):
-                m = messages[i]
-                builder.append(n, timestamp=now_ms, key=m.key.encode(), value=m.value,
-                               headers=[(ID_HEADER, m.message_id.encode())])  # fmt: skip
+            batch = record_batch(
+                [(messages[i].key.encode(), messages[i].value, messages[i].message_id.encode())
+                 for i in idx],
+                now_ms,
+                _ID_HEADER,
+            )  # fmt: skip
             node = self._client.cluster.leader_for_partition(tp)
             if node is None or node == -1:
                 raise BrokerUnavailable(f"no leader for {tp.topic}[{tp.partition}]")
-            by_node[node].append((tp, bytes(builder.build()), idx))
+            by_node[node].append((tp, batch, idx))
         pending = []
         for node, batches in by_node.items():
             if not self._client.await_ready(node, timeout_ms=self._timeout_ms):
@@ -210,8 +191,7 @@ class BatchPublisher:
         try:
             self._client.close()
         finally:
-            if self._admin is not None:
-                self._admin.close()
+            self._topics.close()
 
 
 def _chunks(

@@ -12,6 +12,7 @@ Must not import Airflow. Broker failures become :class:`BrokerUnavailable`.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from connectors.errors import BrokerUnavailable
+from connectors.tls import ClientTls, kafka_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +43,78 @@ class Published:
     offset: int
 
 
-class FeedPublisher:
-    """Producer (acks=all, no internal retries) bound to one broker."""
+class TopicCreator:
+    """Creates the topics a publisher writes to (``partitions`` each, replication 1),
+    asking the broker once per topic in the publisher's life. Shared by
+    :class:`FeedPublisher` and :class:`connectors.kafka_batch.BatchPublisher`."""
 
-    def __init__(self, bootstrap: str, *, partitions: int = 3, client_id: str = "ehub-feeds"):
+    def __init__(
+        self, bootstrap: str, partitions: int, *, client_id: str, tls: ClientTls | None = None
+    ) -> None:
         self.bootstrap = bootstrap
         self.partitions = partitions
         self._client_id = client_id
-        self._known_topics: set[str] = set()
+        self._tls = tls
+        self._known: set[str] = set()
         self._admin: KafkaAdminClient | None = None
+
+    def ensure(self, topics: Iterable[str]) -> None:
+        missing = sorted(set(topics) - self._known)
+        if not missing:
+            return
+        # One admin client for the publisher's lifetime: closing a kafka-python
+        # admin client while the producer is open stalled the producer's
+        # sends against the embedded broker (seen with kafka-python 3.0).
+        if self._admin is None:
+            try:
+                self._admin = KafkaAdminClient(
+                    bootstrap_servers=self.bootstrap,
+                    client_id=self._client_id,
+                    **kafka_kwargs(self._tls),
+                )
+            except (KafkaError, ssl.SSLError) as exc:
+                raise BrokerUnavailable(
+                    f"Kafka broker {self.bootstrap} is unreachable ({exc})"
+                ) from exc
+        try:
+            # One topic per request: "already exists" then concerns that topic only.
+            created = 0
+            for name in missing:
+                try:
+                    self._admin.create_topics([NewTopic(name, self.partitions, 1)])
+                    created += 1
+                except TopicAlreadyExistsError:
+                    pass
+            if created:
+                log.info("broker %s: created %d topics", self.bootstrap, created)
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"creating topics on {self.bootstrap} failed ({exc})") from exc
+        self._known.update(missing)
+
+    def close(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
+
+
+class FeedPublisher:
+    """Producer (acks=all, no internal retries) bound to one broker."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        partitions: int = 3,
+        client_id: str = "ehub-feeds",
+        tls: ClientTls | None = None,
+    ):
+        self.bootstrap = bootstrap
+        self.partitions = partitions
+        self._tls = tls
+        self._topics = TopicCreator(bootstrap, partitions, client_id=f"{client_id}-admin", tls=tls)
         try:
             self._producer = KafkaProducer(
+                **kafka_kwargs(tls),
                 bootstrap_servers=bootstrap,
                 client_id=client_id,
                 acks="all",
@@ -73,35 +136,7 @@ class FeedPublisher:
             ) from exc
 
     def ensure_topics(self, topics: Iterable[str]) -> None:
-        missing = sorted(set(topics) - self._known_topics)
-        if not missing:
-            return
-        # One admin client for the publisher's lifetime: closing a kafka-python
-        # admin client while the producer is open stalled the producer's
-        # sends against the embedded broker (seen with kafka-python 3.0).
-        if self._admin is None:
-            try:
-                self._admin = KafkaAdminClient(
-                    bootstrap_servers=self.bootstrap, client_id=f"{self._client_id}-admin"
-                )
-            except KafkaError as exc:
-                raise BrokerUnavailable(
-                    f"Kafka broker {self.bootstrap} is unreachable ({exc})"
-                ) from exc
-        try:
-            # One topic per request: "already exists" then concerns that topic only.
-            created = 0
-            for name in missing:
-                try:
-                    self._admin.create_topics([NewTopic(name, self.partitions, 1)])
-                    created += 1
-                except TopicAlreadyExistsError:
-                    pass
-            if created:
-                log.info("broker %s: created %d topics", self.bootstrap, created)
-        except KafkaError as exc:
-            raise BrokerUnavailable(f"creating topics on {self.bootstrap} failed ({exc})") from exc
-        self._known_topics.update(missing)
+        self._topics.ensure(topics)
 
     def publish(self, messages: Sequence[FeedMessage]) -> list[Published]:
         """Send and wait for every acknowledgement; all or an exception."""
@@ -134,24 +169,30 @@ class FeedPublisher:
 
     def scan_ids(self, topics: Iterable[str], *, poll_ms: int = 500) -> dict[str, Published]:
         """Every message id present on ``topics`` (used only in crash recovery)."""
-        return scan_ids(self.bootstrap, topics, poll_ms=poll_ms)
+        return scan_ids(self.bootstrap, topics, poll_ms=poll_ms, tls=self._tls)
 
     def close(self) -> None:
         try:
             self._producer.close(timeout=10)
         finally:
-            if self._admin is not None:
-                self._admin.close()
+            self._topics.close()
 
 
-def scan_ids(bootstrap: str, topics: Iterable[str], *, poll_ms: int = 500) -> dict[str, Published]:
+def scan_ids(
+    bootstrap: str,
+    topics: Iterable[str],
+    *,
+    poll_ms: int = 500,
+    tls: ClientTls | None = None,
+) -> dict[str, Published]:
     """Read ``topics`` from the beginning with a group-less consumer; map id -> position."""
     found: dict[str, Published] = {}
     try:
         consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
-        )
-    except KafkaError as exc:
+            **kafka_kwargs(tls), bootstrap_servers=bootstrap, enable_auto_commit=False,
+            group_id=None,
+        )  # fmt: skip
+    except (KafkaError, ssl.SSLError) as exc:
         raise BrokerUnavailable(f"Kafka broker {bootstrap} is unreachable ({exc})") from exc
     try:
         existing = consumer.topics()

@@ -70,6 +70,9 @@ class Settings:
     """Records per batch in the hub's own stages (memory stays bounded by it)."""
     source_batch_size: int = 0
     """Records per extract batch for every source; 0 = each spec's ``batch_size``."""
+    publish_workers: int = 0
+    """Processes a publish stage run shards a backlog among (by office, on PostgreSQL);
+    0 = one per core, at most 4; 1 = the stage's own process alone."""
     verify_url: str = "http://127.0.0.1:8765/verify"
     """Public base URL of the verification endpoint; a license's QR code leads to
     ``<verify_url>/<identifier>`` (``ehub verify-server`` serves it)."""
@@ -105,6 +108,13 @@ class Settings:
             source_batch_size = int(sbatch)
         except ValueError as exc:
             raise ConfigError(f"EHUB_SOURCE_BATCH_SIZE must be an integer, got {sbatch!r}") from exc
+        workers = pick("publish_workers", "0")
+        try:
+            publish_workers = int(workers)
+        except ValueError as exc:
+            raise ConfigError(f"EHUB_PUBLISH_WORKERS must be an integer, got {workers!r}") from exc
+        if publish_workers < 0:
+            raise ConfigError("EHUB_PUBLISH_WORKERS must be >= 0 (0: one per core)")
         settings = cls(
             home=home,
             database_url=pick("database_url", f"sqlite:///{home / 'hub.db'}"),
@@ -125,6 +135,7 @@ class Settings:
             ),
             batch_size=batch_size,
             source_batch_size=max(source_batch_size, 0),
+            publish_workers=publish_workers,
             fault=pick("fault"),
             return_divisions=pick("return_divisions", "37"),
             verify_url=pick("verify_url", "http://127.0.0.1:8765/verify").rstrip("/"),

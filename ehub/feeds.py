@@ -37,10 +37,12 @@ commits.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +58,7 @@ from ehub.audit import Event
 from ehub.offices import Office, RecordKind, list_offices
 from ehub.routing import RoutingError, division_of, offices_for
 from ehub.store.db import Store, utcnow
+from ehub.store.pg_arrays import int_array, text_array
 
 ENVELOPE_SCHEMA = "ehub.return/2"
 REVOKING = ("revoked", "cancelled")
@@ -79,6 +82,11 @@ class FeedRouter:
 
     offices: tuple[Office, ...]
     prefix: str
+    _targets: dict[tuple[str, str, str | None], tuple[tuple[str, str], ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """(kind, division, type code) -> (office code, topic) of each receiving office:
+    the offices are fixed for the router's life, and records share few divisions."""
 
     @classmethod
     def load(cls, store: Store, prefix: str) -> FeedRouter:
@@ -101,25 +109,31 @@ class FeedRouter:
         when its division cannot be routed."""
         try:
             division = division_of(kind, document)
-            targets = offices_for(division, kind, type_code, self.offices)
+            key = (kind, division, type_code)
+            targets = self._targets.get(key)
+            if targets is None:
+                offices = offices_for(division, kind, type_code, self.offices)
+                targets = self._targets[key] = tuple((o.code, self.topic(o)) for o in offices)
         except RoutingError as exc:
             return [], [Event("unroutable", identifier, version,
                               {"kind": kind, "field": exc.field, "reason": exc.reason_code,
                                "message": exc.message_en[:300]})]  # fmt: skip
         now = utcnow()
+        license_id = record_id if kind == "license" else None
+        case_id = record_id if kind == "case" else None
         rows = [
             {
                 "kind": kind,
-                "license_id": record_id if kind == "license" else None,
-                "case_id": record_id if kind == "case" else None,
-                "office": o.code,
-                "topic": self.topic(o),
+                "license_id": license_id,
+                "case_id": case_id,
+                "office": code,
+                "topic": topic,
                 "message_key": identifier,
-                "message_id": message_id(self.topic(o), identifier, version, kind),
+                "message_id": message_id(topic, identifier, version, kind),
                 "state": "pending",
                 "created_at": now,
             }
-            for o in targets
+            for code, topic in targets
         ]
         return rows, []
 
@@ -143,12 +157,22 @@ def insert_rows(s: Any, rows: Sequence[dict[str, Any]]) -> None:
 _COLUMNS = ("kind", "license_id", "case_id", "office", "topic", "message_key", "message_id",
             "state", "created_at")  # fmt: skip
 _TYPES = ("text", "bigint", "bigint", "text", "text", "text", "text", "text", "timestamptz")
+_INT_COLUMNS = frozenset({"license_id", "case_id"})
 
 
 def _insert_unnest(s: Any, kind: str, rows: Sequence[dict[str, Any]]) -> None:
     """One statement of arrays (PostgreSQL): a multi-row INSERT of 2,000 rows spends
-    more time building its 18,000 parameters than the database spends inserting."""
+    more time building its 18,000 parameters than the database spends inserting. The
+    arrays go as literals (:mod:`ehub.store.pg_arrays`), not adapted element by element."""
     arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(_COLUMNS, _TYPES, strict=True))
+    params: dict[str, str] = {}
+    for c in _COLUMNS:
+        if c in _INT_COLUMNS:
+            params[c] = int_array([r[c] for r in rows])
+        elif c == "created_at":  # ISO 8601 with the offset: the same instant
+            params[c] = text_array([r[c].isoformat() for r in rows])
+        else:
+            params[c] = text_array([r[c] for r in rows])
     s.execute(
         text(
             f"INSERT INTO feed_messages ({', '.join(_COLUMNS)}) "
@@ -156,7 +180,7 @@ def _insert_unnest(s: Any, kind: str, rows: Sequence[dict[str, Any]]) -> None:
             f"WITH ORDINALITY AS t({', '.join(_COLUMNS)}, n) ORDER BY t.n "
             f"ON CONFLICT ({kind}_id, topic) DO NOTHING"
         ),
-        {c: [r[c] for r in rows] for c in _COLUMNS},
+        params,
     )
 
 
@@ -171,6 +195,16 @@ class FeedSigner:
         self.cert = cert
         self.cert_sha256 = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
         self.alg = "ES256" if isinstance(key, ec.EllipticCurvePrivateKey) else "RS256"
+        # Decided once, not per signature (an ABC isinstance check and two objects each).
+        self._sign: Callable[[bytes], bytes] = (
+            functools.partial(key.sign, signature_algorithm=ec.ECDSA(hashes.SHA256()))
+            if isinstance(key, ec.EllipticCurvePrivateKey)
+            else functools.partial(key.sign, padding=padding.PKCS1v15(), algorithm=hashes.SHA256())
+        )
+        self.signature_prefix = (
+            f',"signature":{{"alg":"{self.alg}","cert_sha256":"{self.cert_sha256}","value":"'
+        ).encode()
+        """What the envelope's ``signature`` member starts with, up to its value."""
 
     @classmethod
     def dev(cls, home: Any) -> FeedSigner:
@@ -183,9 +217,21 @@ class FeedSigner:
         return cls(key, cert)
 
     def sign(self, data: bytes) -> bytes:
-        if isinstance(self.key, ec.EllipticCurvePrivateKey):
-            return self.key.sign(data, ec.ECDSA(hashes.SHA256()))
-        return self.key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        return self._sign(data)
+
+
+_second: tuple[int, str] = (-1, "")  # the last whole second seen and its ISO 8601 text
+
+
+def _now_iso() -> str:
+    """``datetime.now(UTC).isoformat()``, the date and time formatted once a second."""
+    global _second
+    sec, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    cached = _second  # one read: another thread may replace it meanwhile
+    if cached[0] != sec:
+        cached = _second = (sec, datetime.fromtimestamp(sec, UTC).isoformat()[:19])
+    # isoformat leaves the fraction out when it is zero
+    return f"{cached[1]}.{micro:06d}+00:00" if micro else f"{cached[1]}+00:00"
 
 
 def _canonical(body: dict[str, Any]) -> bytes:
@@ -214,15 +260,12 @@ def envelope(
         "operation": "revoke" if status in REVOKING else "upsert",
         "division": division,
         "office": office,
-        "produced_at": datetime.now(UTC).isoformat(),
+        "produced_at": _now_iso(),
         "payload": payload,
     }
     canonical = _canonical(body)
-    signature = base64.b64encode(signer.sign(canonical)).decode()
-    return b"".join((
-        canonical[:-1], b',"signature":{"alg":"', signer.alg.encode(), b'","cert_sha256":"',
-        signer.cert_sha256.encode(), b'","value":"', signature.encode(), b'"}}',
-    ))  # fmt: skip
+    signature = base64.b64encode(signer.sign(canonical))
+    return b"".join((canonical[:-1], signer.signature_prefix, signature, b'"}}'))
 
 
 def verify_envelope(raw: bytes, certs: Iterable[x509.Certificate]) -> bool:

@@ -400,7 +400,17 @@ def list_offices(store: Store, *, include_revoked: bool = True) -> list[Office]:
         q = select(OfficeRow).order_by(OfficeRow.code)
         if not include_revoked:
             q = q.where(OfficeRow.revoked_at.is_(None))
-        return [_from_row(r, _active_hints(s, r.code)) for r in s.scalars(q)]
+        rows = list(s.scalars(q))
+        # Every office's active hints in one query (the publisher re-reads the offices
+        # every batch), in the order _active_hints gives them.
+        hints: dict[str, list[str]] = {}
+        for code, hint in s.execute(
+            select(OfficeCredentialRow.office_code, OfficeCredentialRow.token_hint)
+            .where(OfficeCredentialRow.revoked_at.is_(None))
+            .order_by(OfficeCredentialRow.id)
+        ):
+            hints.setdefault(code, []).append(hint)
+        return [_from_row(r, hints.get(r.code, [])) for r in rows]
 
 
 def grant(

@@ -16,7 +16,7 @@ from kafka.partitioner.default import murmur2 as reference_murmur2
 from kafka.record._crc32c import crc as reference_crc32c
 
 from connectors.kafka_batch import MAX_BATCH_BYTES, BatchPublisher
-from connectors.kafka_fast import crc32c, murmur2
+from connectors.kafka_fast import crc32c, crc32c_numpy, murmur2, murmur2_many, record_batch
 from connectors.kafka_feed import FeedMessage, FeedPublisher
 from tests.conftest import need_binary, require_or_skip
 from tests.kafka_apiversions_proxy import ApiVersionsProxy
@@ -60,6 +60,41 @@ def test_crc32c_equals_the_reference_at_every_size() -> None:
         assert crc32c(memoryview(bytearray(data))) == reference_crc32c(data), n
 
 
+def test_numpy_crc32c_fallback_equals_the_reference() -> None:
+    rng = random.Random(8)
+    for n in [0, 1, 5, 2047, 2048, 2049, 65_537, 300_001]:
+        data = rng.randbytes(n)
+        assert crc32c_numpy(data) == reference_crc32c(data), n
+
+
+def test_record_batch_is_what_kafka_python_builds() -> None:
+    from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+
+    rng = random.Random(5)
+    for count in (1, 2, 63, 64, 65, 300, 8200):
+        records = [
+            (rng.randbytes(rng.choice([1, 20, 81, 200])),
+             rng.randbytes(rng.choice([0, 1, 63, 64, 1500, 8191, 8192, 70_000])),
+             rng.randbytes(48))
+            for _ in range(count)
+        ]  # fmt: skip
+        ref = DefaultRecordBatchBuilder(
+            magic=2, compression_type=0, is_transactional=False, producer_id=-1,
+            producer_epoch=-1, base_sequence=-1, batch_size=1 << 30,
+        )  # fmt: skip
+        for n, (key, value, mid) in enumerate(records):
+            ref.append(n, timestamp=1_700_000_000_123, key=key, value=value,
+                       headers=[("message-id", mid)])  # fmt: skip
+        built = record_batch(records, 1_700_000_000_123, b"message-id")
+        assert built == bytes(ref.build()), count
+        batch = DefaultRecordBatch(built)
+        assert batch.validate_crc()
+        read = list(batch)
+        assert [(r.key, r.value, r.headers[0][1]) for r in read] == records
+    with pytest.raises(ValueError):
+        record_batch([], 0, b"message-id")
+
+
 def test_crc32c_check_value() -> None:
     # The standard check value of CRC-32C (RFC 3720), on the pure-Python path and the
     # vector path (a long prefix of zero bytes changes the CRC, so both are exercised).
@@ -71,6 +106,17 @@ def test_murmur2_equals_kafka_python() -> None:
     for n in range(0, 120):
         data = os.urandom(n)
         assert murmur2(data) == reference_murmur2(data)
+
+
+def test_murmur2_of_many_keys_equals_kafka_python() -> None:
+    rng = random.Random(4)
+    keys = [
+        rng.randbytes(rng.choice([0, 1, 2, 3, 4, 5, 7, 8, 75, 76, 77, 78])) for _ in range(3000)
+    ]
+    keys += [f"1.2.156.3005.2.11100000000013338W001.F{i:09d}.001.N".encode() for i in range(500)]
+    rng.shuffle(keys)
+    assert murmur2_many(keys) == [reference_murmur2(k) for k in keys]
+    assert murmur2_many([]) == []
 
 
 def test_batches_are_read_by_kcat_and_partitioned_as_kafka_producer_does(

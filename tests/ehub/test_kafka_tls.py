@@ -25,9 +25,13 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
+from connectors.errors import BrokerUnavailable
+from connectors.kafka_batch import BatchPublisher
+from connectors.kafka_feed import FeedMessage, FeedPublisher, scan_ids
 from connectors.tls import ClientTls, kafka_kwargs
 from ehub import devstack
 from ehub.cli import main
+from ehub.config import Settings
 from ehub.errors import ConfigError
 from ehub.feeds import FeedSigner, envelope, message_id
 from ehub.offices import add_office
@@ -184,3 +188,34 @@ def test_a_bad_tls_file_is_a_config_error_naming_the_setting(tmp_path: Path) -> 
     missing = ClientTls(str(tmp_path / "nope.pem"), None, None, "EHUB_BROKER")
     with pytest.raises(ConfigError, match="EHUB_BROKER_CA_BUNDLE"):
         kafka_kwargs(missing)
+
+
+def test_the_hubs_publishers_and_topic_scan_work_over_tls(tls_broker: TlsBroker) -> None:
+    """With the EHUB_BROKER_* settings the hub's own clients use TLS: the batch
+    publisher (the publish stage's), the feed publisher and the recovery scan."""
+    b = tls_broker
+    tls = Settings.from_env(
+        home=b.home, broker=b.address, broker_ca_bundle=str(b.tls.ca_bundle),
+        broker_client_cert=str(b.tls.client_cert), broker_client_key=str(b.tls.client_key),
+    ).broker_tls()  # fmt: skip
+    assert tls is not None
+    topic = f"test.tls.{uuid.uuid4().hex[:8]}.{OFFICE}"
+    messages = [FeedMessage(topic, f"k{n}", message_id(topic, f"k{n}", 1), b'{"n": %d}' % n)
+                for n in range(60)]  # fmt: skip
+    handshakes = b.proxy.handshakes
+    batch = BatchPublisher(b.address, tls=tls)
+    try:
+        assert len(batch.publish(messages[:40])) == 40
+    finally:
+        batch.close()
+    single = FeedPublisher(b.address, tls=tls)
+    try:
+        assert len(single.publish(messages[40:])) == 20
+    finally:
+        single.close()
+    found = scan_ids(b.address, [topic], tls=tls)
+    assert set(found) == {m.message_id for m in messages}
+    assert b.proxy.handshakes > handshakes
+    # the same clients without TLS are turned away with the broker named
+    with pytest.raises(BrokerUnavailable, match=b.address):
+        BatchPublisher(b.address, timeout_ms=3000)

@@ -1,0 +1,205 @@
+"""Publish shards: a stage run's backlog split by office among processes of its own.
+
+A message's CPU goes mostly to signing its envelope (ECDSA), masking and
+encoding, all under one interpreter lock; more cores need more processes. The
+stage run that holds the publish lease (:func:`ehub.pipeline.publish.run`)
+counts the pending rows per office, deals the offices into shards of about
+equal size (:func:`plan_shards`: every office in exactly one) and forks one
+process per shard. Each publishes its offices' rows as a lone publisher would
+(:class:`~ehub.pipeline.publish.Publication` with ``offices``): claims them in
+id order, sends, marks them after the broker's acknowledgement, and on a broker
+failure recovers only its own offices' ``sending`` rows. An office's topic is
+written by one process only, so its order is kept; no row is in two shards, so
+none is sent twice. The parent waits for every shard, then drains what is left
+(rows of offices that had none pending when it counted, rows written meanwhile).
+
+**The lease covers the shards.** They are forked while the parent holds the
+lease, so they inherit its database connection's socket (and never use it):
+PostgreSQL ends that session, releasing the lease, only when the last process
+holding the socket is gone. A shard that outlives a killed parent therefore
+still holds the lease until it ends, and no other publisher can meanwhile take
+its ``sending`` rows for a dead publisher's. A run interrupted while its shards
+run (the task killed by Airflow) kills them and waits for them before it lets go
+of the lease: an unlock by the parent would free the lease whatever the children
+hold.
+
+A shard that fails (broker down after its attempts, store errors) reports its
+exception; one that dies (killed) leaves its rows ``sending``. Either way the
+run raises after every shard has ended, and the next lease holder settles the
+in-flight rows by a topic scan. PostgreSQL and ``fork`` only (Linux); otherwise
+the run publishes alone.
+
+Must not be used without the lease held.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Collection, Mapping
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+from ehub.config import Settings
+from ehub.errors import HubError, Transient
+from ehub.feeds import FeedSigner
+from ehub.pipeline.faults import EXIT_CODE
+from ehub.pipeline.publish_rows import pending_by_office
+from ehub.store.db import Store
+
+if TYPE_CHECKING:
+    from ehub.pipeline.publish import Publication
+
+log = logging.getLogger(__name__)
+
+MAX_DEFAULT_WORKERS = 4
+_COUNTERS = ("batches", "published", "recovered", "withheld")
+
+
+class PublishShardFailed(HubError, Transient):
+    """A publish shard process died without reporting (killed, out of memory); its
+    in-flight rows are settled by the next publisher's topic scan."""
+
+
+def default_workers(settings: Settings) -> int:
+    """``settings.publish_workers``, or one per core (at most :data:`MAX_DEFAULT_WORKERS`)."""
+    if settings.publish_workers:
+        return settings.publish_workers
+    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
+
+
+def plan_shards(pending: Mapping[str, int], workers: int) -> list[frozenset[str]]:
+    """The offices dealt into at most ``workers`` shards of about equal pending rows
+    (largest office first, each to the lightest shard); every office in exactly one,
+    no shard empty."""
+    loads: list[tuple[int, list[str]]] = [(0, []) for _ in range(max(1, workers))]
+    for office, n in sorted(pending.items(), key=lambda kv: (-kv[1], kv[0])):
+        i = min(range(len(loads)), key=lambda k: (loads[k][0], k))
+        total, offices = loads[i]
+        offices.append(office)
+        loads[i] = (total + n, offices)
+    return [frozenset(offices) for _total, offices in loads if offices]
+
+
+def publish_sharded(pub: Publication, workers: int, *, min_rows: int) -> list[frozenset[str]]:
+    """Publish the pending rows of ``pub``'s store in up to ``workers`` shard processes,
+    when there are at least ``min_rows``; the shards (none: nothing was done). Adds the
+    shards' counters to ``pub``'s. Call with the lease held."""
+    if workers < 2 or pub.store.dialect != "postgresql":
+        return []
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return []
+    pending = pending_by_office(pub.store)
+    if sum(pending.values()) < min_rows:
+        return []
+    shards = plan_shards(pending, workers)
+    if len(shards) < 2:
+        return []
+    ctx = multiprocessing.get_context("fork")
+    running: list[tuple[Any, Connection, frozenset[str]]] = []
+    # Nothing the parent holds is collected in a child: a connection object collected
+    # there would close the parent's session (and the lease) on its socket. A heap
+    # frozen already (publish.frozen_heap) is thawed by whoever froze it, in the
+    # parent only.
+    frozen_before = gc.get_freeze_count()
+    gc.collect()
+    gc.freeze()
+    try:
+        try:
+            for shard in shards:
+                receive, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(
+                    target=_shard_main,
+                    args=(send, pub.settings, shard, pub.batch, pub.attempts, pub.signer),
+                    name=f"ehub-publish-shard-{len(running)}",
+                )
+                proc.start()
+                send.close()
+                running.append((proc, receive, shard))
+        finally:
+            if not frozen_before:
+                gc.unfreeze()
+        log.info("publish: %d pending rows of %d offices in %d shards (pids %s)",
+                 sum(pending.values()), len(pending), len(running),
+                 ", ".join(str(p.pid) for p, _r, _s in running))  # fmt: skip
+        failures, killed = _collect(pub, running)
+    except BaseException:
+        # Interrupted (the task killed, a fork refused): no shard may outlive the
+        # lease, which the caller is about to release.
+        for proc, _receive, _shard in running:
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
+        raise
+    if killed and pub.settings.fault:  # fault injection: the stage dies with its shard
+        os._exit(EXIT_CODE)
+    if failures:
+        raise failures[0]
+    return shards
+
+
+def _collect(
+    pub: Publication, running: list[tuple[Any, Connection, frozenset[str]]]
+) -> tuple[list[BaseException], bool]:
+    """Wait for every shard; their failures, and whether one was killed by fault
+    injection. The counters of those that finished are added to ``pub``'s."""
+    failures: list[BaseException] = []
+    killed = False
+    for proc, receive, shard in running:
+        try:
+            report = receive.recv()
+        except EOFError:
+            report = None
+        except Exception as exc:  # an exception that could not be unpickled
+            report = ("error", PublishShardFailed(f"publish shard failed: {exc!r}"))
+        finally:
+            receive.close()
+        proc.join()
+        if report is None:
+            killed = killed or proc.exitcode == EXIT_CODE
+            failures.append(PublishShardFailed(
+                f"publish shard of {len(shard)} offices (pid {proc.pid}) died with exit code "
+                f"{proc.exitcode}; its in-flight rows are settled by the next run"
+            ))  # fmt: skip
+        elif report[0] == "error":
+            failures.append(report[1])
+        else:
+            for name, n in zip(_COUNTERS, report[1], strict=True):
+                setattr(pub, name, getattr(pub, name) + n)
+    return failures, killed
+
+
+def _shard_main(
+    report: Connection,
+    settings: Settings,
+    offices: Collection[str],
+    batch: int,
+    attempts: int,
+    signer: FeedSigner,
+) -> None:
+    """A shard process: publish ``offices``' rows, report the counters or the error."""
+    from ehub.pipeline.publish import Publication
+
+    # The parent's handler (Airflow's, which ends its task) is not the shard's: a
+    # terminated shard just ends, its rows left for the next publisher's scan.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    store = Store(settings.database_url)  # connections of its own; the parent's untouched
+    pub = Publication(settings, store, batch=batch, attempts=attempts,
+                      offices=frozenset(offices), with_signer=signer)  # fmt: skip
+    try:
+        pub.drain()
+        outcome: tuple[str, Any] = ("ok", tuple(getattr(pub, n) for n in _COUNTERS))
+    except Exception as exc:
+        outcome = ("error", exc)
+    finally:
+        pub.close()
+        store.dispose()
+    try:
+        report.send(outcome)
+    except Exception as exc:  # the exception does not pickle: its text then
+        report.send(("error", PublishShardFailed(f"publish shard failed: {outcome[1]!r}")))
+        log.debug("shard report not sent as is: %r", exc)
+    report.close()
