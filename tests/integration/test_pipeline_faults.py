@@ -217,6 +217,18 @@ def _wait_published(settings: Settings, proc: subprocess.Popen[str], more_than: 
     raise AssertionError("the publisher marked nothing within 120 s")
 
 
+def _wait_stopped(proc: subprocess.Popen[str]) -> None:
+    """Wait until ``proc`` has stopped itself (a ``hold`` fault)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr and proc.stderr.read()[-2000:]
+        with open(f"/proc/{proc.pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                return
+        time.sleep(0.05)
+    raise AssertionError("the publisher did not reach its hold point within 120 s")
+
+
 def _held_versions(settings: Settings, url: str, kind: str) -> list[tuple[str, int]]:
     body = _platform(settings, url, "GET", f"/admin/{kind}")
     items = body[kind] if isinstance(body, dict) else body
@@ -285,8 +297,8 @@ def test_every_fault_then_recovery_leaves_each_record_exactly_once(
     _ok(settings, "deliver_national")
 
     # publish: the publisher killed between the broker's ack and marking its rows, the
-    # broker killed and started again (its storage kept); the broker killed under a
-    # running publisher; the broker frozen under the publisher, then thawed
+    # broker killed and started again (its storage kept); the broker frozen under the
+    # publisher, then thawed; the broker killed under a running publisher
     assert _run(settings, "publish", fault="publish:2:acked", batch=5).returncode == 137
     faults["publish killed after ack"] += 1
     before = js.broker_messages(settings)
@@ -294,22 +306,27 @@ def test_every_fault_then_recovery_leaves_each_record_exactly_once(
     devbroker.restart_broker(home, down_s=2.0)
     faults["broker killed and restarted"] += 1
     assert js.broker_messages(settings) == before, "the broker lost messages in its restart"
+    # frozen: the publisher stops itself after its second batch, the broker is frozen,
+    # the publisher continued against it, the broker thawed 6 s later; the publisher
+    # must carry on to its sixth batch (where it is killed, leaving rows for the next)
+    proc = subprocess.Popen(_argv("publish", None),
+                            env=_env(settings, fault="publish:2:hold,publish:6", batch=5),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    _wait_stopped(proc)
+    broker = _service(home, "broker")
+    os.kill(broker["pid"], signal.SIGSTOP)
+    faults["broker frozen under the publisher"] += 1
+    os.kill(proc.pid, signal.SIGCONT)
+    time.sleep(6)
+    os.kill(broker["pid"], signal.SIGCONT)
+    assert proc.wait(timeout=600) == 137, proc.stderr and proc.stderr.read()[-2000:]
+    assert _feeds(settings, published=False), "nothing left for the next fault"
     proc = subprocess.Popen(_argv("publish", None), env=_env(settings, batch=5),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    _wait_published(settings, proc, more_than=sum(before.values()))
+    _wait_published(settings, proc, more_than=_feeds(settings, published=True))
     devbroker.restart_broker(home, down_s=3.0)
     faults["broker killed under the publisher and restarted"] += 1
     proc.wait(timeout=600)
-    if _feeds(settings, published=False):
-        broker = _service(home, "broker")
-        proc = subprocess.Popen(_argv("publish", None), env=_env(settings, batch=5),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-        time.sleep(1.0)
-        os.kill(broker["pid"], signal.SIGSTOP)
-        faults["broker frozen"] += 1
-        time.sleep(6)
-        os.kill(broker["pid"], signal.SIGCONT)
-        proc.wait(timeout=600)
     _ok(settings, "publish")
 
     # every stage once more: nothing left to do, nothing done twice
