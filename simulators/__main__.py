@@ -31,6 +31,7 @@ from simulators.serving import add_tls_arguments
 
 
 def _provincial(args: argparse.Namespace) -> int:
+    from simulators.platform_core import warm_up
     from simulators.provincial import create_app
     from simulators.serving import serve, tls_from_args
 
@@ -45,7 +46,7 @@ def _provincial(args: argparse.Namespace) -> int:
         signature_check=args.signature_check,
         keep_documents=args.keep_documents,
     )
-
+    warm_up(app.state.kinds.values())
     return serve(
         app, args.host, args.port, args.log_level, {"ready": True, "simulator": "provincial"}, tls
     )
@@ -53,6 +54,7 @@ def _provincial(args: argparse.Namespace) -> int:
 
 def _national(args: argparse.Namespace) -> int:
     from simulators.national import create_app
+    from simulators.platform_core import warm_up
     from simulators.serving import serve, tls_from_args
 
     tls = tls_from_args(args)
@@ -63,6 +65,7 @@ def _national(args: argparse.Namespace) -> int:
         rate_limit=args.rate_limit if args.rate_limit > 0 else None,
         timeout_delay=args.timeout_delay,
     )
+    warm_up(app.state.kinds.values())
     ready = {"ready": True, "simulator": "national"}
     return serve(app, args.host, args.port, args.log_level, ready, tls)
 

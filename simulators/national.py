@@ -72,6 +72,7 @@ def create_app(
             "/api/v1/catalog/batch",
             max_items,
             partial(check_catalog_item, schema=catalog_schema),
+            schemas=(catalog_schema,),
         ),
         case_kind(max_case_items or max_items),
         Kind(
@@ -81,6 +82,7 @@ def create_app(
             max_seal_items or max_items,
             partial(check_seal_item, schema=seal_schema),
             mint=mint_registration_no,
+            schemas=(seal_schema,),
         ),
     ]
     app, guard = build_app(

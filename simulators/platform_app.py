@@ -32,10 +32,12 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import msgspec
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from simulators.platform_checks import plain_json
 from simulators.platform_core import Kind, error, parse_envelope, process, process_partially
 from simulators.platform_core import reconciliation as reconcile
 from simulators.platform_store import PlatformStore
@@ -48,6 +50,19 @@ from simulators.provincial_faults import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class ReceiptsResponse(JSONResponse):
+    """A batch's receipts, encoded by msgspec: the bytes of ``JSONResponse`` (compact,
+    UTF-8, keys in insertion order) for the plain values receipts hold, faster."""
+
+    def render(self, content: Any) -> bytes:
+        if plain_json(content):
+            return _ENCODE(content)
+        return super().render(content)  # a float (NaN…): JSONResponse decides
+
+
+_ENCODE = msgspec.json.Encoder().encode
 
 
 class Guard:
@@ -173,7 +188,7 @@ def build_app(
                      accepted)  # fmt: skip
             if fault is not None and fault.kind == "lose_receipt":
                 return error(502, "BAD_GATEWAY", "injected fault: batch stored, receipt lost")
-            return JSONResponse({"receipts": receipts})
+            return ReceiptsResponse({"receipts": receipts})
 
         batch.__name__ = f"{kind.name}_batch"
         return batch

@@ -106,6 +106,28 @@ class Tx:
     def by_identity(self, kind: str, identity: str) -> StoredVersion | None:
         return self._one("kind = ? AND identity = ?", (kind, identity))
 
+    def by_keys(self, kind: str, keys: Sequence[str]) -> dict[str, StoredVersion]:
+        """The versions accepted under any of ``keys``, by key."""
+        return self._many("idempotency_key", kind, keys)
+
+    def by_identities(self, kind: str, identities: Sequence[str]) -> dict[str, StoredVersion]:
+        """The versions held with any of ``identities``, by identity."""
+        return self._many("identity", kind, identities)
+
+    def _many(self, column: str, kind: str, values: Sequence[str]) -> dict[str, StoredVersion]:
+        found: dict[str, StoredVersion] = {}
+        unique = list(dict.fromkeys(values))
+        for start in range(0, len(unique), 500):  # well under SQLite's variable limit
+            chunk = unique[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            sql = (f"SELECT {column}, {_COLUMNS} FROM records WHERE kind = ?"
+                   f" AND {column} IN ({marks})")  # fmt: skip
+            for value, *row in self._cur.execute(sql, (kind, *chunk)):
+                hit = _stored(row)
+                assert hit is not None
+                found[value] = hit
+        return found
+
     def by_version(self, kind: str, identifier: str, version: int) -> StoredVersion | None:
         return self._one("kind = ? AND identifier = ? AND version = ?", (kind, identifier, version))
 

@@ -101,6 +101,7 @@ def create_app(
         max_items,
         partial(check_item, schema=schema, signature_check=signature_check),
         on_stored=_document_keeper(state_dir / "documents") if keep_documents else None,
+        schemas=(schema,),
     )
     app, guard = build_app(
         "Provincial e-license platform (simulator)",

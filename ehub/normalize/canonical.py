@@ -26,13 +26,13 @@ from typing import Any
 from ehub import codelists, divisions, identifiers
 from ehub.errors import RecordError
 from ehub.normalize import RecordRejected
+from ehub.normalize.case_json import case_hash
 from ehub.normalize.fastpath import FastField, ValuesFn, compile_values
 from ehub.records import (
     CaseRecord,
     License,
     LicenseStatus,
     Lineage,
-    case_content_hash,
     license_content_hash,
 )
 from ehub.sources.fields import SURFACE_MAX_LEN, FieldRule, fields_of
@@ -385,9 +385,7 @@ class SpecNormalizer:
             version=v.get("BBH") or 0,
             lineage=Lineage(self.source, key, sver, ""),
         )
-        object.__setattr__(
-            case, "lineage", Lineage(self.source, key, sver, case_content_hash(case))
-        )
+        object.__setattr__(case, "lineage", Lineage(self.source, key, sver, case_hash(case)))
         return case
 
     def _raise(self, errors: list[RecordError], key: str) -> None:

@@ -14,6 +14,11 @@ kept): it is no longer sent until an operator re-drives it
 (``ehub deliveries retry``), with the same key.
 Per-record rejections are terminal: the row is marked rejected with the
 platform's code and message (the department's rejects report lists them).
+
+One batch is in flight at a time, sent by a helper thread: while the platform
+checks it, the stage records the receipts of the batch before and builds the
+next one, so the hub's work and the platform's overlap. Receipts are recorded
+in batch order and only once acknowledged.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, cast
 
 import httpx
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 
 from connectors.platform import NationalClient, PlatformUnavailable, ProvincialClient, Receipt
 from ehub.audit import Event, append
@@ -202,26 +208,52 @@ def _deliver_channel(
     base_delay: float,
     dead_after: int,
 ) -> None:
+    """Send the channel's pending rows batch by batch, one batch in flight at a time.
+
+    While the platform checks batch *n*, this thread records the receipts of batch
+    *n - 1* and builds batch *n + 1* (a sender thread waits for the answers): the
+    hub's work and the platform's overlap instead of taking turns. Receipts are
+    still recorded only once acknowledged, batch after batch, with the same keys; a
+    batch that fails is counted as failed after the one before it is recorded."""
     destination = client.destination
     size = min(settings.batch_size, channel.max_batch)
     last_id = 0
-    while True:
+
+    def send(items: list[dict[str, Any]]) -> list[Receipt]:
+        return _send_with_retry(client, circuit, channel.endpoint, items,
+                                attempts=attempts, base_delay=base_delay)  # fmt: skip
+
+    def next_batch() -> tuple[list[Pending], list[dict[str, Any]]]:
+        nonlocal last_id
         todo = _pending(store, destination, channel.kind, last_id, size)
+        if not todo:
+            return [], []
+        last_id = todo[-1].id
+        with store.session() as s:
+            return todo, channel.build(s, todo)
+
+    with ThreadPoolExecutor(1, thread_name_prefix=f"deliver-{destination}") as sender:
+        todo, items = next_batch()
         if not todo:
             return
         counts.batches += 1
-        last_id = todo[-1].id
-        with store.session() as s:
-            items = channel.build(s, todo)
-        try:
-            receipts = _send_with_retry(client, circuit, channel.endpoint, items,
-                                        attempts=attempts, base_delay=base_delay)  # fmt: skip
-        except DestinationUnavailable as exc:
-            _count_failure(store, destination, todo, exc, dead_after)
-            raise
-        crash_point(settings.fault, "deliver", counts.batches, "before")
-        _record(store, destination, channel.kind, todo, receipts, counts, dead_after)
-        crash_point(settings.fault, "deliver", counts.batches)
+        number, in_flight = counts.batches, sender.submit(send, items)
+        while True:
+            todo_next, items_next = next_batch()  # while the platform checks the batch sent
+            try:
+                receipts = in_flight.result()
+            except DestinationUnavailable as exc:
+                _count_failure(store, destination, todo, exc, dead_after)
+                raise
+            if todo_next:
+                counts.batches += 1
+                next_number, in_flight = counts.batches, sender.submit(send, items_next)
+            crash_point(settings.fault, "deliver", number, "before")
+            _record(store, destination, channel.kind, todo, receipts, counts, dead_after)
+            crash_point(settings.fault, "deliver", number)
+            if not todo_next:
+                return
+            todo, number = todo_next, next_number
 
 
 def _record(
@@ -244,30 +276,30 @@ def _record(
     what = {"destination": destination, "kind": kind}
     now = utcnow()
     with store.session() as s:
+        # Attempts are counted in SQL (attempts + 1); only a row the platform asked to
+        # re-send needs its count here, to decide whether it becomes a dead letter.
+        again = [p.id for p in todo if by_key[p.idempotency_key].transient]
         attempts = dict(
             s.execute(
-                select(DeliveryRow.id, DeliveryRow.attempts).where(
-                    DeliveryRow.id.in_([p.id for p in todo])
-                )
+                select(DeliveryRow.id, DeliveryRow.attempts).where(DeliveryRow.id.in_(again))
             ).all()
-        )
+        ) if again else {}  # fmt: skip
+        delivered: list[dict[str, Any]] = []
         changes: list[dict[str, Any]] = []
         for p in todo:
             r = by_key[p.idempotency_key]
-            n = int(attempts[p.id]) + 1
             if r.transient:  # not processed: stays in the outbox, same key
+                n = int(attempts[p.id]) + 1
                 counts.retry_later += 1
                 dead = n >= dead_after
-                changes.append({"id": p.id, "attempts": n, "state": "dead" if dead else "pending",
+                changes.append({"_id": p.id, "state": "dead" if dead else "pending",
                                 "last_error": f"{r.error_code or 'TRANSIENT'}: "
                                               f"{r.message or ''}"[:1000]})  # fmt: skip
                 if dead:
                     events.append(Event("dead_letter", p.subject, p.version,
                                         {**what, "attempts": n}))  # fmt: skip
             elif r.accepted:
-                changes.append({"id": p.id, "attempts": n, "state": "delivered",
-                                "receipt": r.raw, "receipt_id": r.receipt_id,
-                                "delivered_at": now})  # fmt: skip
+                delivered.append({"_id": p.id, "receipt": r.raw, "receipt_id": r.receipt_id})
                 counts.delivered += 1
                 counts.by_kind[kind] = counts.by_kind.get(kind, 0) + 1
                 counts.duplicates += r.duplicate
@@ -276,17 +308,34 @@ def _record(
                 if kind == "seal" and r.raw.get("registration_no"):
                     _record_registration(s, p.record_id, str(r.raw["registration_no"]), events)
             else:
-                changes.append({"id": p.id, "attempts": n, "state": "rejected",
-                                "receipt": r.raw,
+                changes.append({"_id": p.id, "state": "rejected", "receipt": r.raw,
                                 "last_error": f"{r.error_code}: {r.message}"})  # fmt: skip
                 counts.rejected += 1
                 refused.append((p, r))
                 events.append(Event("rejected_by_platform", p.subject, p.version,
                                     {**what, "code": r.error_code}))  # fmt: skip
+        if delivered:
+            s.execute(_DELIVERED.values(delivered_at=now), delivered)
         for group in _same_columns(changes):
-            s.execute(update(DeliveryRow), group)  # ORM bulk UPDATE by primary key
+            s.execute(_update_by_id([c for c in group[0] if c != "_id"]), group)
         _to_rejects_report(s, destination, refused)
         append(s, events)
+
+
+_TABLE = cast(Table, DeliveryRow.__table__)
+
+
+def _update_by_id(columns: Sequence[str]) -> Any:
+    """``UPDATE deliveries SET attempts = attempts + 1, <columns> WHERE id = :_id`` for an
+    executemany of rows (Core: no ORM bookkeeping per row)."""
+    return (
+        update(_TABLE)
+        .where(_TABLE.c.id == bindparam("_id"))
+        .values(attempts=_TABLE.c.attempts + 1, **{c: bindparam(c) for c in columns})
+    )
+
+
+_DELIVERED = _update_by_id(["receipt", "receipt_id"]).values(state="delivered")
 
 
 def _same_columns(changes: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

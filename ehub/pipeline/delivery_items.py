@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from ehub.errors import StoreError
 from ehub.seal_registration import export_registration
+from ehub.store.db import json_text, loads_json
 from ehub.store.models import CaseRow, LicenseRow, SealRow, SignatureRow
 
 
@@ -112,11 +113,16 @@ def catalog_entry(s: Session, todo: Sequence[Pending]) -> list[dict[str, Any]]:
 
 
 def case_record(s: Session, todo: Sequence[Pending]) -> list[dict[str, Any]]:
-    found: dict[int, dict[str, Any]] = dict(
-        s.execute(
-            select(CaseRow.id, CaseRow.document).where(CaseRow.id.in_([p.record_id for p in todo]))
-        ).all()
-    )
+    """The case record versions (their stored JSON decoded by msgspec, not row by row
+    through the JSON type)."""
+    found: dict[int, dict[str, Any]] = {
+        cid: loads_json(doc)
+        for cid, doc in s.execute(
+            select(CaseRow.id, json_text(CaseRow.document)).where(
+                CaseRow.id.in_([p.record_id for p in todo])
+            )
+        )
+    }
     return [{"idempotency_key": p.idempotency_key, "case": found[p.record_id]} for p in todo]
 
 

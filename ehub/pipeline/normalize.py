@@ -34,13 +34,14 @@ from ehub.errors import RecordError
 from ehub.feeds import FeedRouter
 from ehub.normalize import RecordRejected
 from ehub.normalize.canonical import SpecNormalizer
+from ehub.normalize.case_json import case_document
 from ehub.pipeline import StageResult, outbox
 from ehub.pipeline.extract import no_nul
 from ehub.pipeline.faults import crash_point
 from ehub.quarantine import settle_retried
-from ehub.records import CaseRecord, License, case_to_json, license_to_json
+from ehub.records import CaseRecord, License, license_to_json
 from ehub.sources.spec import SourceSpec
-from ehub.store.db import Store, insert_ignore, utcnow
+from ehub.store.db import Store, insert_ignore, json_text, loads_json, utcnow
 from ehub.store.models import CaseRow, LicenseRow, QuarantineRow, RawRecord
 
 log = logging.getLogger(__name__)
@@ -65,26 +66,31 @@ def run(
     progress: Callable[[int], None] | None = None,
 ) -> StageResult:
     norm = SpecNormalizer(spec)
+    # The offices receiving case records, read once per run (not once per batch).
+    router = (
+        FeedRouter.load(store, settings.return_topic_prefix) if spec.record_kind == "case" else None
+    )
     batches = normalized = quarantined = versions = 0
     while True:
         with store.session() as s:
-            raws = list(
-                s.execute(
+            raws = [
+                (raw_id, key, sver, loads_json(payload))
+                for raw_id, key, sver, payload in s.execute(
                     select(
                         RawRecord.id,
                         RawRecord.source_key,
                         RawRecord.source_version,
-                        RawRecord.payload,
+                        json_text(RawRecord.payload),
                     )
                     .where(RawRecord.source_id == spec.id, RawRecord.state == "pending")
                     .order_by(RawRecord.id)
                     .limit(settings.batch_size)
                 )
-            )
+            ]
         if not raws:
             break
         batches += 1
-        out = process_batch(settings, store, spec, norm, raws, batches)
+        out = process_batch(settings, store, spec, norm, raws, batches, router=router)
         normalized += len(out.ok_ids)
         quarantined += len(out.bad_ids)
         versions += out.new_versions
@@ -129,11 +135,14 @@ def process_batch(
     n: int,
     *,
     license_state: str = "normalized",
+    router: FeedRouter | None = None,
 ) -> BatchOutcome:
     """Normalize ``raws`` (id, source key, source version, payload) in one transaction.
 
     ``license_state``: the state of new license versions — ``normalized`` for the
     seal stage, ``sealing`` when the on-demand sealing API seals them itself.
+    ``router``: the offices of the case records' return feeds (read from the store
+    when not given).
     """
     outcome: dict[int, tuple[str, int | None]] = {}
     records: list[tuple[int, str, License | CaseRecord]] = []
@@ -144,9 +153,8 @@ def process_batch(
         except RecordRejected as rej:
             rejects += [_reject(raw_id, spec.id, key, payload, e) for e in rej.errors]
     crash_point(settings.fault, "normalize", n, "before")
-    router = (
-        FeedRouter.load(store, settings.return_topic_prefix) if spec.record_kind == "case" else None
-    )
+    if router is None and spec.record_kind == "case":
+        router = FeedRouter.load(store, settings.return_topic_prefix)
     with store.session() as s:
         known = _load_known(s, spec.record_kind, [r for _, _, r in records])
         rows, events = [], []
@@ -173,8 +181,7 @@ def process_batch(
         if spec.record_kind == "license":
             insert_ignore(s, LicenseRow.__table__, rows, ["identifier", "version"])
         else:
-            insert_ignore(s, CaseRow.__table__, rows, ["case_number", "version"])
-            stored = outbox.add_case_rows(s, [(r["case_number"], r["version"]) for r in rows])
+            stored = outbox.store_case_versions(s, rows)
             feed_rows = []
             assert router is not None
             for cid, number, ver, doc in stored:  # return feeds of the offices concerned
@@ -349,7 +356,7 @@ def version_row(
             "version": rec.version,
             "division": rec.division,
             "content_hash": rec.lineage.content_hash,
-            "document": case_to_json(rec),
+            "document": case_document(rec),
             "source_id": source_id,
             "source_key": rec.lineage.source_key,
             "raw_id": raw_id,

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import select, tuple_
 
-from ehub.store.db import insert_ignore, utcnow
+from ehub.store.db import insert_ignore, insert_ignore_returning, json_text, loads_json, utcnow
 from ehub.store.models import CaseRow, DeliveryRow
 
 DESTINATIONS: dict[str, tuple[str, ...]] = {
@@ -79,19 +79,49 @@ def insert(s: Any, rows: Sequence[dict[str, Any]]) -> None:
         insert_ignore(s, DeliveryRow.__table__, full, [f"{kind}_id", "destination"])
 
 
+def store_case_versions(s: Any, rows: Sequence[dict[str, Any]]) -> list[tuple[int, str, int, Any]]:
+    """Insert case record version rows (:func:`ehub.pipeline.normalize.version_row`) and
+    the outbox rows of each; the stored versions as (id, case number, version, document).
+
+    The ids of the rows inserted come back from the insert itself (``RETURNING``), with
+    the documents in hand; only a version already in the store (a re-run) is read back.
+    """
+    inserted = insert_ignore_returning(
+        s, CaseRow.__table__, rows, ["case_number", "version"],
+        (CaseRow.id, CaseRow.case_number, CaseRow.version),
+    )  # fmt: skip
+    ids = {(number, ver): cid for cid, number, ver in inserted}
+    found: list[tuple[int, str, int, Any]] = []
+    present = []
+    for r in rows:
+        cid = ids.get((r["case_number"], r["version"]))
+        if cid is None:
+            present.append((r["case_number"], r["version"]))
+        else:
+            found.append((cid, r["case_number"], r["version"], r["document"]))
+    if present:
+        found += _stored_cases(s, present)
+    insert(s, [r for cid, number, ver, _doc in found for r in rows_for("case", cid, number, ver)])
+    return found
+
+
 def add_case_rows(s: Any, versions: Iterable[tuple[str, int]]) -> list[tuple[int, str, int, Any]]:
     """Outbox rows of newly stored case record versions (case number, version); the
     stored versions as (id, case number, version, document)."""
     pairs = list(versions)
     if not pairs:
         return []
-    found = [
-        tuple(r)
-        for r in s.execute(
-            select(CaseRow.id, CaseRow.case_number, CaseRow.version, CaseRow.document).where(
-                tuple_(CaseRow.case_number, CaseRow.version).in_(pairs)
-            )
-        ).all()
-    ]
+    found = _stored_cases(s, pairs)
     insert(s, [r for cid, number, ver, _doc in found for r in rows_for("case", cid, number, ver)])
-    return found  # type: ignore[return-value]
+    return found
+
+
+def _stored_cases(s: Any, pairs: list[tuple[str, int]]) -> list[tuple[int, str, int, Any]]:
+    return [
+        (cid, number, ver, loads_json(doc))
+        for cid, number, ver, doc in s.execute(
+            select(CaseRow.id, CaseRow.case_number, CaseRow.version,
+                   json_text(CaseRow.document))
+            .where(tuple_(CaseRow.case_number, CaseRow.version).in_(pairs))
+        )
+    ]  # fmt: skip

@@ -7,19 +7,26 @@ database (never its password).
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, insert
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ehub.errors import StoreError, StoreUnavailable
+from ehub.store.bulk import (  # noqa: F401 - the stages import them from here
+    insert_ignore,
+    insert_ignore_returning,
+    json_text,
+    loads_json,
+)
 
 log = logging.getLogger(__name__)
 # SQLAlchemy logs every statement's parameters at INFO and result rows at DEBUG once
@@ -77,10 +84,15 @@ class Store:
             raise StoreError(f"hub store {safe_url(self.url)}: {exc.orig}") from exc
 
     def migrate(self, revision: str = "head") -> None:
-        """Bring the schema to ``revision`` with Alembic (idempotent)."""
+        """Bring the schema to ``revision`` with Alembic (idempotent).
+
+        A store already at the head revision is left after one query: every stage
+        calls this, and running Alembic's environment costs tens of milliseconds."""
         from alembic import command
         from alembic.config import Config
 
+        if revision == "head" and self._at_head():
+            return
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.attributes["engine"] = self.engine
@@ -92,26 +104,30 @@ class Store:
                 "Check EHUB_DATABASE_URL and that the database server is running."
             ) from exc
 
+    def _at_head(self) -> bool:
+        """Whether the store's recorded revisions are the migration scripts' heads."""
+        try:
+            with self.engine.connect() as conn:
+                current = {
+                    r[0] for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")
+                }
+        except DBAPIError:  # no version table yet (a new store), or unreachable: migrate says
+            return False
+        return bool(current) and current == _heads()
+
     def dispose(self) -> None:
         self.engine.dispose()
 
 
-def insert_ignore(
-    session: Session, table: Any, rows: Sequence[dict[str, Any]], keys: Iterable[str]
-) -> None:
-    """Bulk ``INSERT … ON CONFLICT (keys) DO NOTHING`` on SQLite and PostgreSQL."""
-    if not rows:
-        return
-    name = session.get_bind().dialect.name
-    if name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    elif name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
-    else:  # pragma: no cover - other databases are not supported targets
-        session.execute(insert(table), list(rows))
-        return
-    stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=list(keys))
-    session.execute(stmt, list(rows))
+@functools.cache
+def _heads() -> frozenset[str]:
+    """The head revisions of the migration scripts (read once per process)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return frozenset(ScriptDirectory.from_config(cfg).get_heads())
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -1,0 +1,28 @@
+"""The bench's case pipeline figure: stages timed one after another, with the CPU time
+of the hub process per stage beside the wall-clock seconds."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from ehub import bench
+
+
+def test_case_pipeline_reports_wall_and_cpu_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    def stage(name: str, settings: Any, source: str | None) -> dict[str, Any]:
+        end = time.process_time() + (0.02 if name == "normalize" else 0.0)
+        while time.process_time() < end:  # CPU work
+            pass
+        if name == "deliver":
+            time.sleep(0.05)  # waiting for the platform: wall time, no CPU
+        return {"stage": name, "delivered": 1900, "published": 1900}
+
+    monkeypatch.setattr(bench, "run_stage", stage)
+    out = bench._case_pipeline(settings=None)  # type: ignore[arg-type]
+    wall, cpu = out["stage_seconds"], out["stage_cpu_seconds"]
+    assert list(wall) == list(cpu) == ["extract", "normalize", "deliver", "publish"]
+    assert cpu["normalize"] >= 0.015 and wall["deliver"] >= 0.04 > cpu["deliver"]
+    assert out["e2e_case_per_s"] == pytest.approx(1900 / sum(wall.values()), rel=0.02)
