@@ -220,13 +220,22 @@ def test_the_department_filter_narrows_the_charts(served: Served, browser: Any) 
         "WHERE s.record_kind = 'license' GROUP BY s.department ORDER BY s.department LIMIT 1")[0]  # fmt: skip
     Select(browser.find_element(By.NAME, "department")).select_by_value(dept)
     Select(browser.find_element(By.NAME, "days")).select_by_value("0")
-    from selenium.webdriver.support import expected_conditions
+    from urllib.parse import urlencode
+
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    old_page = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.CSS_SELECTOR, "form.filters button").click()
-    # the filtered page is a new document: wait until the old one is gone
-    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(old_page))
+    # The filtered page is a new document (a GET of the form): wait for its address and
+    # for it to be loaded. Not staleness_of(old page): chromedriver may answer a command
+    # on an element of the document being replaced with "unhandled inspector error"
+    # (failed once in CI), so errors while the page changes are waited through.
+    WebDriverWait(browser, 30, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: (
+            urlencode({"department": dept}) in d.current_url
+            and d.execute_script("return document.readyState") == "complete"
+        )
+    )
     chart = browser.find_element(By.CSS_SELECTOR, "svg[data-chart='department_extracted']")
     bars = chart.find_elements(By.CSS_SELECTOR, "rect.bar")
     assert [(b.get_attribute("data-label"), b.get_attribute("data-value")) for b in bars] == [
