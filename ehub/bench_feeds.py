@@ -12,6 +12,10 @@ leaves them, without rendering PDFs, which the feeds do not carry.
   processes, one per core). ``publish_per_s`` = messages / (routing +
   publishing seconds), wall clock; the CPU seconds of the process and its shard
   processes are reported beside it.
+- :func:`publish_figures_on_postgres` — the same on a PostgreSQL database of its
+  own (created, then dropped): the production store, where the backlog is
+  sharded. ``ehub bench`` reports it beside the figure (``feeds.postgresql``)
+  when ``EHUB_BENCH_PG_ADMIN_URL`` (default: the local server) answers.
 - :func:`feed_latency` — the continuous worker (:mod:`ehub.feed_worker`, a
   thread of this process) running while licenses are committed one per
   transaction at a steady rate; the latency of a message is its row's
@@ -21,6 +25,7 @@ leaves them, without rendering PDFs, which the feeds do not carry.
 
 from __future__ import annotations
 
+import os
 import resource
 import threading
 import time
@@ -28,11 +33,13 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from ehub.config import Settings
 from ehub.feeds import FeedRouter, insert_rows
-from ehub.store.db import Store, insert_ignore, utcnow
+from ehub.store.db import Store, insert_ignore, safe_url, utcnow
 from ehub.store.models import FeedMessageRow, LicenseRow
 from ehub.store.models import Source as SourceRow
 
@@ -170,6 +177,41 @@ def publish_figures(settings: Settings, n: int = 50_000) -> dict[str, Any]:
         "CPU time of this process and its shard processes (the broker's and the database's "
         "not included)",
     }
+
+
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def publish_figures_on_postgres(
+    settings: Settings, n: int = 50_000, admin_url: str | None = None
+) -> dict[str, Any]:
+    """:func:`publish_figures` on a PostgreSQL database created for it (and dropped
+    after) on the server of ``admin_url`` (``EHUB_BENCH_PG_ADMIN_URL``, or the local
+    server): the hub's production store. ``{"skipped": reason}`` when the server does
+    not answer."""
+    admin_url = admin_url or os.environ.get("EHUB_BENCH_PG_ADMIN_URL") or PG_ADMIN_URL
+    name = f"ehub_bench_feeds_{os.getpid()}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        try:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        except OperationalError as exc:
+            return {"skipped": f"PostgreSQL at {safe_url(admin_url)} did not answer: "
+                               f"{str(exc.orig).strip()[:200]}"}  # fmt: skip
+        url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        try:
+            store = Store(url)
+            try:
+                store.migrate()
+            finally:
+                store.dispose()
+            return publish_figures(replace(settings, database_url=url), n)
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
 
 
 def feed_latency(
