@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import random
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -18,7 +17,7 @@ from kafka.record._crc32c import crc as reference_crc32c
 from connectors.kafka_batch import MAX_BATCH_BYTES, BatchPublisher
 from connectors.kafka_fast import crc32c, crc32c_numpy, murmur2, murmur2_many, record_batch
 from connectors.kafka_feed import FeedMessage, FeedPublisher
-from tests.conftest import need_binary, require_or_skip
+from tests.conftest import need_binary, tansu_broker
 from tests.kafka_apiversions_proxy import ApiVersionsProxy
 
 
@@ -28,25 +27,12 @@ def kcat_broker() -> Iterator[str]:
     negotiate with tansu 0.6 (see tests/ehub/test_office_feeds.py); records pass untouched."""
     from ehub import devstack
 
-    try:
-        binary = devstack.tansu_binary()
-    except Exception as exc:
-        require_or_skip(f"tansu broker binary unavailable: {exc}")
     port = devstack.free_port()
     proxy = ApiVersionsProxy(("127.0.0.1", port)).start()
-    proc = subprocess.Popen(
-        [binary, "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
-         "--advertised-listener-url", f"tcp://{proxy.address}",
-         "--storage-engine", "memory://tansu/"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
     try:
-        devstack._wait_tcp(port, "broker", proc.pid)
-        time.sleep(0.2)
-        yield proxy.address
+        with tansu_broker(port, advertised=proxy.address):
+            yield proxy.address
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
         proxy.close()
 
 
