@@ -203,9 +203,9 @@ class Publication:
                 self.recover()
                 claimed = later(self._claim) if more else None
                 continue
-            crash_point(self.settings.fault, "publish", batch_no, "acked")
-            if marking is not None:
+            if marking is not None:  # the batch before is marked first: one in flight
                 marking.result()
+            crash_point(self.settings.fault, "publish", batch_no, "acked")
             marking = later(self._record, todo, acks, batch_no)
             if more and pool is None:
                 claimed = later(self._claim)
