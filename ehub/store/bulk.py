@@ -44,7 +44,7 @@ def insert_ignore(
         if dialect == "sqlite":
             _executemany(session, table, rows, list(keys))
             return
-    session.execute(_insert_ignoring(session, table, keys), list(rows))
+    _generic(session, table, rows, list(keys), ())
 
 
 def insert_ignore_returning(
@@ -60,8 +60,7 @@ def insert_ignore_returning(
         return []
     if session.get_bind().dialect.name == "postgresql" and _bulk_ok(table, rows):
         return _recordset(session, table, rows, list(keys), returning)
-    stmt = _insert_ignoring(session, table, keys).returning(*returning)
-    return [tuple(r) for r in session.execute(stmt, list(rows))]
+    return _generic(session, table, rows, list(keys), returning)
 
 
 def json_text(column: Any) -> Any:
