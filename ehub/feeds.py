@@ -149,7 +149,8 @@ def insert_rows(s: Any, rows: Sequence[dict[str, Any]]) -> None:
         if pg and len(group) > 50:
             _insert_unnest(s, kind, group)
         else:
-            insert_ignore(s, FeedMessageRow.__table__, group, [f"{kind}_id", "topic"])
+            insert_ignore(s, FeedMessageRow.__table__, group, [f"{kind}_id", "topic"],
+                          where=f"{kind}_id IS NOT NULL")  # fmt: skip
     if rows and pg:
         s.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))  # delivered at commit, once per transaction
 
@@ -178,7 +179,7 @@ def _insert_unnest(s: Any, kind: str, rows: Sequence[dict[str, Any]]) -> None:
             f"INSERT INTO feed_messages ({', '.join(_COLUMNS)}) "
             f"SELECT {', '.join('t.' + c for c in _COLUMNS)} FROM unnest({arrays}) "
             f"WITH ORDINALITY AS t({', '.join(_COLUMNS)}, n) ORDER BY t.n "
-            f"ON CONFLICT ({kind}_id, topic) DO NOTHING"
+            f"ON CONFLICT ({kind}_id, topic) WHERE {kind}_id IS NOT NULL DO NOTHING"
         ),
         params,
     )

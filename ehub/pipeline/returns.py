@@ -200,7 +200,8 @@ def _store_page(
                                          item.kind),
                 "state": "pending", "created_at": now,
             } for o in targets]  # fmt: skip
-            insert_ignore(s, FeedMessageRow.__table__, rows, ["message_id"])
+            insert_ignore(s, FeedMessageRow.__table__, rows, ["returned_id", "topic"],
+                          where="returned_id IS NOT NULL")  # fmt: skip
             counts.returned += 1
             counts.feed_rows += len(rows)
         append(s, events)

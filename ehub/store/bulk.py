@@ -18,11 +18,22 @@ SQLAlchemy's generic path, which applies it. Must not contain business logic.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
 
 import msgspec
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, String, Text, cast, insert
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Integer,
+    String,
+    Text,
+    cast,
+    insert,
+    text,
+)
 from sqlalchemy.orm import Session
 
 #: Below this many rows the generic statement is as fast, and simpler to read in logs.
@@ -30,21 +41,28 @@ BULK_MIN_ROWS = 20
 
 
 def insert_ignore(
-    session: Session, table: Any, rows: Sequence[dict[str, Any]], keys: Iterable[str]
+    session: Session,
+    table: Any,
+    rows: Sequence[dict[str, Any]],
+    keys: Iterable[str],
+    *,
+    where: str | None = None,
 ) -> None:
     """Bulk ``INSERT … ON CONFLICT (keys) DO NOTHING`` on SQLite and PostgreSQL (every
-    row with the same columns)."""
+    row with the same columns). ``where``: the predicate of the unique index on
+    ``keys`` when it is partial (SQL text, as in the index)."""
     if not rows:
         return
+    target = _Target(list(keys), where)
     dialect = session.get_bind().dialect.name
     if len(rows) >= BULK_MIN_ROWS and _bulk_ok(table, rows):
         if dialect == "postgresql":
-            _recordset(session, table, rows, list(keys), ())
+            _recordset(session, table, rows, target, ())
             return
         if dialect == "sqlite":
-            _executemany(session, table, rows, list(keys))
+            _executemany(session, table, rows, target)
             return
-    _generic(session, table, rows, list(keys), ())
+    _generic(session, table, rows, target, ())
 
 
 def insert_ignore_returning(
@@ -58,9 +76,10 @@ def insert_ignore_returning(
     inserted (a row already there returns nothing): no read-back of the new rows."""
     if not rows:
         return []
+    target = _Target(list(keys), None)
     if session.get_bind().dialect.name == "postgresql" and _bulk_ok(table, rows):
-        return _recordset(session, table, rows, list(keys), returning)
-    return _generic(session, table, rows, list(keys), returning)
+        return _recordset(session, table, rows, target, returning)
+    return _generic(session, table, rows, target, returning)
 
 
 def json_text(column: Any) -> Any:
@@ -83,7 +102,18 @@ def loads_json(text: str | bytes | None) -> Any:
 _DECODE = msgspec.json.Decoder().decode
 
 
-def _insert_ignoring(session: Session, table: Any, keys: Iterable[str]) -> Any:
+class _Target(NamedTuple):
+    """A conflict target: the columns of a unique index, and its predicate if partial."""
+
+    keys: list[str]
+    where: str | None
+
+    def sql(self, quote: Callable[[str], str]) -> str:
+        cols = f"ON CONFLICT ({', '.join(quote(k) for k in self.keys)})"
+        return cols if self.where is None else f"{cols} WHERE {self.where}"
+
+
+def _insert_ignoring(session: Session, table: Any, target: _Target) -> Any:
     name = session.get_bind().dialect.name
     if name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
@@ -91,7 +121,10 @@ def _insert_ignoring(session: Session, table: Any, keys: Iterable[str]) -> Any:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
     else:  # pragma: no cover - other databases are not supported targets
         return insert(table)
-    return dialect_insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    return dialect_insert(table).on_conflict_do_nothing(
+        index_elements=target.keys,
+        index_where=None if target.where is None else text(target.where),
+    )
 
 
 def _bulk_ok(table: Any, rows: Sequence[dict[str, Any]]) -> bool:
@@ -103,7 +136,7 @@ def _bulk_ok(table: Any, rows: Sequence[dict[str, Any]]) -> bool:
 
 
 def _executemany(
-    session: Session, table: Any, rows: Sequence[dict[str, Any]], keys: list[str]
+    session: Session, table: Any, rows: Sequence[dict[str, Any]], target: _Target
 ) -> None:
     conn = session.connection()
     dialect = conn.dialect
@@ -112,8 +145,7 @@ def _executemany(
     procs = [table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
     sql = (
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
-        f"VALUES ({', '.join('?' * len(names))}) "
-        f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO NOTHING"
+        f"VALUES ({', '.join('?' * len(names))}) {target.sql(quote)} DO NOTHING"
     )
     if all(p is None for p in procs):
         data = [tuple(r.values()) for r in rows]
@@ -137,7 +169,7 @@ def _recordset(
     session: Session,
     table: Any,
     rows: Sequence[dict[str, Any]],
-    keys: list[str],
+    target: _Target,
     returning: Sequence[Any],
 ) -> list[tuple[Any, ...]]:
     """One ``INSERT … SELECT … FROM json_to_recordset(:rows)`` (PostgreSQL): the batch
@@ -148,7 +180,6 @@ def _recordset(
     column's value is embedded as its serializer writes it (``json.dumps``, as the
     JSON type stores it); a ``None`` there takes the generic path (the JSON type
     stores ``null``, the record set would give SQL NULL)."""
-    from sqlalchemy import text
 
     dialect = session.get_bind().dialect
     quote = dialect.identifier_preparer.quote
@@ -159,7 +190,7 @@ def _recordset(
         impl = table.c[name].type.dialect_impl(dialect)
         if isinstance(impl, JSON):
             if any(r[name] is None for r in rows):
-                return _generic(session, table, rows, keys, returning)
+                return _generic(session, table, rows, target, returning)
             serialize = dialect._json_serializer or json.dumps  # type: ignore[attr-defined]
             kinds.append("json")
             convert.append(lambda v, dump=serialize: msgspec.Raw(str(dump(v)).encode()))
@@ -169,7 +200,7 @@ def _recordset(
         else:
             kind = next((k for cls, k in _SQL_TYPES if isinstance(impl, cls)), "")
             if not kind:  # pragma: no cover - a column type without a mapping
-                return _generic(session, table, rows, keys, returning)
+                return _generic(session, table, rows, target, returning)
             kinds.append(kind)
             convert.append(None)
     fields = [f"c{i}" for i in range(len(names))]
@@ -183,7 +214,7 @@ def _recordset(
         f"SELECT {', '.join('t.' + f for f in fields)} "
         f"FROM ROWS FROM (json_to_recordset(CAST(:rows AS json)) AS ({typed})) "
         f"WITH ORDINALITY AS t({', '.join(fields)}, n) ORDER BY t.n "
-        f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO NOTHING"
+        f"{target.sql(quote)} DO NOTHING"
     )
     params = {"rows": _ENCODE(batch).decode()}
     if returning:
@@ -204,10 +235,10 @@ def _generic(
     session: Session,
     table: Any,
     rows: Sequence[dict[str, Any]],
-    keys: list[str],
+    target: _Target,
     returning: Sequence[Any],
 ) -> list[tuple[Any, ...]]:
-    stmt = _insert_ignoring(session, table, keys)
+    stmt = _insert_ignoring(session, table, target)
     if returning:
         return [tuple(r) for r in session.execute(stmt.returning(*returning), list(rows))]
     session.execute(stmt, list(rows))

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -313,16 +314,35 @@ class ReturnCursor(Base):
     updated_at: Mapped[datetime]
 
 
+UNPUBLISHED = "state IN ('pending', 'sending')"
+"""The feed outbox rows the publisher still has to send or settle (indexed)."""
+
+
+def _one_per_topic(column: str) -> Index:
+    """One feed message per record version (``column``) and topic: a partial unique
+    index, holding the rows of that record kind only."""
+    where = text(f"{column} IS NOT NULL")
+    return Index(f"uq_feed_messages_{column}", column, "topic", unique=True,
+                 postgresql_where=where, sqlite_where=where)  # fmt: skip
+
+
 class FeedMessageRow(Base):
     """Outbox row of one return-feed message: one record version (a license,
     ``license_id``, or a case record, ``case_id``) on one office's topic."""
 
     __tablename__ = "feed_messages"
     __table_args__ = (
-        UniqueConstraint("license_id", "topic"),
-        UniqueConstraint("case_id", "topic"),
-        UniqueConstraint("returned_id", "topic"),
-        Index("ix_feed_messages_state_id", "state", "id"),
+        # One message per record version and topic. Partial: a row is in the index of
+        # its own record kind only (a full index would hold every row, NULL or not).
+        *(_one_per_topic(col) for col in ("license_id", "case_id", "returned_id")),
+        # The publisher's queue: rows not yet published, in id order. The published
+        # (nearly every row) are not in it, so marking a row published adds no entry.
+        Index(
+            "ix_feed_messages_unpublished",
+            "id",
+            postgresql_where=text(UNPUBLISHED),
+            sqlite_where=text(UNPUBLISHED),
+        ),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(10), server_default="license")  # license|case
@@ -330,12 +350,14 @@ class FeedMessageRow(Base):
     case_id: Mapped[int | None] = mapped_column(ForeignKey("case_records.id"))
     returned_id: Mapped[int | None] = mapped_column(ForeignKey("returned_records.id"))
     """A record handed back by the provincial platform (``kind`` is then its kind)."""
-    office: Mapped[str | None] = mapped_column(String(64), index=True)
+    office: Mapped[str | None] = mapped_column(String(64))
     """The office whose topic this is (None: a county topic of the first feed version)."""
     topic: Mapped[str] = mapped_column(String(200))
     message_key: Mapped[str] = mapped_column(String(200))
-    message_id: Mapped[str] = mapped_column(String(64), unique=True)
-    state: Mapped[str] = mapped_column(String(20))  # pending|sending|published
+    message_id: Mapped[str] = mapped_column(String(64))
+    """Derived from (topic, record identifier, version, kind): unique as the record
+    version and topic are (no index of its own: the broker scan matches it in memory)."""
+    state: Mapped[str] = mapped_column(String(20))  # pending|sending|published|withheld
     partition: Mapped[int | None]
     offset: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime]

@@ -141,3 +141,37 @@ def test_migrate_runs_alembic_only_when_the_store_is_not_at_head(
     with st.session() as s:
         assert s.scalar(select(DeliveryRow.id).limit(1)) is None  # the schema is there
     st.dispose()
+
+
+@pytest.mark.parametrize("count", [3, 60])  # the generic path, the bulk path
+def test_a_partial_unique_index_is_the_conflict_target(store: Store, count: int) -> None:
+    """Feed outbox rows are unique per record version and topic through a partial index
+    per record kind: a row already there is left alone, the other kind's rows with the
+    same topic go in (its column is NULL there, outside the index)."""
+    from ehub.store.models import CaseRow, FeedMessageRow, LicenseRow
+
+    now = datetime.now(UTC)
+    with store.session() as s:
+        s.add(LicenseRow(id=1, identifier="L1", version=1, type_code="t", issuer_code="i",
+                         holder_division="370602", county="370602", status="valid",
+                         content_hash="0" * 64, document={}, source_id="src", source_key="k",
+                         state="sealed", created_at=now))  # fmt: skip
+        s.add(CaseRow(id=1, case_number="C1", version=1, division="370602",
+                      content_hash="0" * 64, document={}, source_id="src", source_key="k",
+                      created_at=now))  # fmt: skip
+
+    def rows(kind: str, tag: str) -> list[dict[str, Any]]:
+        return [{"kind": kind, f"{kind}_id": 1, "office": "o", "topic": f"t{n}",
+                 "message_key": "k", "message_id": f"{kind}-{tag}-{n}", "state": "pending",
+                 "created_at": now} for n in range(count)]  # fmt: skip
+
+    for kind in ("license", "case"):
+        with store.session() as s:
+            insert_ignore(s, FeedMessageRow.__table__, rows(kind, "first"), [f"{kind}_id", "topic"],
+                          where=f"{kind}_id IS NOT NULL")  # fmt: skip
+        with store.session() as s:  # a re-run: every row is there already
+            insert_ignore(s, FeedMessageRow.__table__, rows(kind, "again"), [f"{kind}_id", "topic"],
+                          where=f"{kind}_id IS NOT NULL")  # fmt: skip
+    with store.session() as s:
+        got = sorted(s.scalars(select(FeedMessageRow.message_id)))
+    assert got == sorted(f"{k}-first-{n}" for k in ("license", "case") for n in range(count))
