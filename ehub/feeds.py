@@ -19,10 +19,14 @@ record whose division cannot be routed is never dropped silently: an
 ``unroutable`` audit event names it, its field and the reason. An office
 registered later gets earlier records through the pull API or an export.
 
-The envelope (``schemas/return_envelope.schema.json``, version 2) carries the
+The envelope (``schemas/return_envelope.schema.json``, version 3) carries the
 record as the office may see it (:func:`ehub.routing.view_for`) and a signature
 by the hub's key over the canonical JSON of everything else, so an office can
-check that a message comes from the hub (:func:`verify_envelope`). The
+check that a message comes from the hub (:func:`verify_envelope`). The publish
+stage signs each batch once (:func:`sign_envelopes`): the signature covers the
+root of a hash tree over the batch's canonical JSON texts, and each envelope
+carries its path to the root (:mod:`ehub.feed_tree`); :func:`envelope` signs a
+single message directly. The
 canonical JSON is encoded by msgspec: byte for byte what ``json.dumps(...,
 sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` gives, at a tenth
 of the cost, except for floats in exponent notation (``1e16`` vs ``1e+16``),
@@ -55,12 +59,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import text
 
 from ehub.audit import Event
+from ehub.feed_tree import sign_tree, signed_statement
 from ehub.offices import Office, RecordKind, list_offices
 from ehub.routing import RoutingError, division_of, offices_for
 from ehub.store.db import Store, utcnow
 from ehub.store.pg_arrays import int_array, text_array
 
-ENVELOPE_SCHEMA = "ehub.return/2"
+ENVELOPE_SCHEMA = "ehub.return/3"
+"""Version 3: the signature may be a batch's (``signature.tree``, :mod:`ehub.feed_tree`)."""
 REVOKING = ("revoked", "cancelled")
 NOTIFY_CHANNEL = "ehub_feeds"
 _ENCODER = msgspec.json.Encoder(order="sorted")
@@ -240,7 +246,7 @@ def _canonical(body: dict[str, Any]) -> bytes:
     return _ENCODER.encode(body)
 
 
-def envelope(
+def envelope_body(
     *,
     kind: str,
     identifier: str,
@@ -250,8 +256,8 @@ def envelope(
     office: str,
     payload: dict[str, Any],
     message_id: str,
-    signer: FeedSigner,
 ) -> bytes:
+    """An envelope's canonical JSON, without its signature (what the signature covers)."""
     body: dict[str, Any] = {
         "schema": ENVELOPE_SCHEMA,
         "message_id": message_id,
@@ -264,9 +270,21 @@ def envelope(
         "produced_at": _now_iso(),
         "payload": payload,
     }
-    canonical = _canonical(body)
+    return _canonical(body)
+
+
+def envelope(*, signer: FeedSigner, **fields: Any) -> bytes:
+    """One envelope signed on its own (:func:`envelope_body`'s fields): the signature
+    is over its canonical JSON."""
+    canonical = envelope_body(**fields)
     signature = base64.b64encode(signer.sign(canonical))
     return b"".join((canonical[:-1], signer.signature_prefix, signature, b'"}}'))
+
+
+def sign_envelopes(bodies: Sequence[bytes], signer: FeedSigner) -> list[bytes]:
+    """A batch of envelope bodies (:func:`envelope_body`) signed with one signature over
+    their hash tree; each envelope carries its path (:mod:`ehub.feed_tree`)."""
+    return sign_tree(bodies, signer.sign, signer.signature_prefix)
 
 
 def verify_envelope(raw: bytes, certs: Iterable[x509.Certificate]) -> bool:
@@ -277,7 +295,13 @@ def verify_envelope(raw: bytes, certs: Iterable[x509.Certificate]) -> bool:
             return False
         sig = body.pop("signature")
         value = base64.b64decode(sig["value"], validate=True)
-    except (ValueError, KeyError, TypeError, AttributeError):
+        signed = _canonical(body)
+        if "tree" in sig:  # signed with its batch: the signature is over the tree's root
+            tree_signed = signed_statement(signed, sig["tree"])
+            if tree_signed is None:
+                return False
+            signed = tree_signed
+    except (ValueError, KeyError, TypeError, AttributeError, msgspec.EncodeError):
         return False
     for cert in certs:
         if hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest() != sig.get("cert_sha256"):
@@ -285,9 +309,9 @@ def verify_envelope(raw: bytes, certs: Iterable[x509.Certificate]) -> bool:
         key = cert.public_key()
         try:
             if isinstance(key, ec.EllipticCurvePublicKey):
-                key.verify(value, _canonical(body), ec.ECDSA(hashes.SHA256()))
+                key.verify(value, signed, ec.ECDSA(hashes.SHA256()))
             elif isinstance(key, rsa.RSAPublicKey):
-                key.verify(value, _canonical(body), padding.PKCS1v15(), hashes.SHA256())
+                key.verify(value, signed, padding.PKCS1v15(), hashes.SHA256())
             else:
                 return False
         except InvalidSignature:

@@ -15,12 +15,12 @@ run waits at most one worker batch.
 **Shards.** A stage run on PostgreSQL with a backlog (:data:`PARALLEL_MIN_ROWS`)
 splits it by office among processes of its own (:mod:`ehub.pipeline.publish_shards`):
 each office's rows go to exactly one process, which claims, sends and marks
-them in id order as a lone publisher would, under the run's lease. Signing is
-most of a message's CPU, so this is what uses more than one core.
+them in id order as a lone publisher would, under the run's lease. Building and
+signing envelopes is most of a message's CPU, so this is what uses more than one core.
 
 Per batch (``settings.batch_size`` rows in the stage, :data:`FEED_BATCH` in
 the worker): one claim (:mod:`ehub.pipeline.publish_rows`); envelopes built and
-signed; one produce request per broker (:class:`connectors.kafka_batch.BatchPublisher`:
+signed with one signature over their hash tree (:mod:`ehub.feed_tree`); one produce request per broker (:class:`connectors.kafka_batch.BatchPublisher`:
 acks=all, one record batch per partition); one bulk ``UPDATE`` of the marks
 with the ``returned`` audit events. On PostgreSQL the next claim and the
 previous marks run in helper threads meanwhile. Offices are re-read every
@@ -44,7 +44,7 @@ from connectors.kafka_batch import BatchPublisher
 from connectors.kafka_feed import FeedMessage, Published
 from ehub.config import Settings
 from ehub.errors import BrokerUnavailable
-from ehub.feeds import FeedSigner, envelope
+from ehub.feeds import FeedSigner, envelope_body, sign_envelopes
 from ehub.offices import Office, list_offices
 from ehub.pipeline import StageResult
 from ehub.pipeline.faults import crash_point
@@ -93,16 +93,15 @@ def frozen_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _message(t: Todo, view: _View, signer: FeedSigner) -> FeedMessage:
-    """The office's view of the record in a signed envelope. An office revoked since
-    the row was written still gets nothing beyond what it was granted then: its
-    registry entry (fields, masking) is what shapes the view."""
-    body = envelope(
+def _body(t: Todo, view: _View) -> bytes:
+    """The office's view of the record in an envelope, to be signed with its batch. An
+    office revoked since the row was written still gets nothing beyond what it was
+    granted then: its registry entry (fields, masking) is what shapes the view."""
+    return envelope_body(
         kind=t.kind, identifier=t.identifier, version=t.version, status=t.status,
         division=division_of(t.kind, t.document), office=t.office,
-        payload=view(t.document), message_id=t.message_id, signer=signer,
+        payload=view(t.document), message_id=t.message_id,
     )  # fmt: skip
-    return FeedMessage(t.topic, t.message_key, t.message_id, body)
 
 
 @dataclass
@@ -226,12 +225,16 @@ class Publication:
             self.withheld += len(withheld)
             todo = [t for t in todo if offices[t.office].active]
         views: dict[tuple[str, str], _View] = {}
-        msgs = []
+        bodies = []
         for t in todo:
             view = views.get((t.office, t.kind))
             if view is None:
                 view = views[t.office, t.kind] = view_plan(offices[t.office], t.kind)
-            msgs.append(_message(t, view, self.signer))
+            bodies.append(_body(t, view))
+        # One signature for the batch, each envelope with its path to the signed root.
+        signed = sign_envelopes(bodies, self.signer)
+        msgs = [FeedMessage(t.topic, t.message_key, t.message_id, env)
+                for t, env in zip(todo, signed, strict=True)]  # fmt: skip
         acks = {p.message_id: p for p in self.publisher.publish(msgs)} if msgs else {}
         return todo, acks
 
