@@ -51,6 +51,7 @@ from ehub.store.pg_arrays import int_array, text_array
 log = logging.getLogger(__name__)
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
+_ENCODE = msgspec.json.Encoder().encode
 _FEED_TABLE: Table = FeedMessageRow.__table__  # type: ignore[assignment]  # a FromClause to mypy
 
 
@@ -121,65 +122,53 @@ def claim(s: Any, limit: int, dialect: str, offices: Collection[str] | None = No
                 text(sql), params
             ).all()  # fetched at once: row by row costs ~5 µs a row
         ]
-    return _claim_plain(s, limit, dialect, offices)
+    return _claim_sqlite(s, limit, offices)
 
 
-def _claim_plain(s: Any, limit: int, dialect: str, offices: Collection[str] | None) -> list[Todo]:
-    pending = select(FeedMessageRow.id).where(FeedMessageRow.state == "pending")
+_LITE_CLAIMED = """
+SELECT f.id, f.kind, f.office, f.topic, f.message_key, f.message_id,
+       CASE WHEN f.license_id IS NOT NULL THEN l.identifier
+            WHEN f.case_id IS NOT NULL THEN cr.case_number ELSE r.identifier END,
+       CASE WHEN f.license_id IS NOT NULL THEN l.version
+            WHEN f.case_id IS NOT NULL THEN cr.version ELSE r.version END,
+       CASE WHEN f.license_id IS NOT NULL THEN l.status
+            WHEN f.case_id IS NOT NULL THEN NULL ELSE r.status END,
+       CASE WHEN f.license_id IS NOT NULL THEN l.document
+            WHEN f.case_id IS NOT NULL THEN cr.document ELSE r.document END
+FROM feed_messages AS f
+LEFT JOIN licenses AS l ON l.id = f.license_id
+LEFT JOIN case_records AS cr ON cr.id = f.case_id
+LEFT JOIN returned_records AS r ON r.id = f.returned_id
+WHERE f.id IN (SELECT value FROM json_each(?))
+ORDER BY f.id
+"""
+
+
+def _claim_sqlite(s: Any, limit: int, offices: Collection[str] | None) -> list[Todo]:
+    """:func:`claim` on SQLite: the same three steps as plain driver statements (the
+    ids travel as one JSON array), records read by key with the rows."""
+    conn = s.connection()
+    where = ""
+    params: tuple[Any, ...] = (limit,)
     if offices is not None:
-        pending = pending.where(FeedMessageRow.office.in_(sorted(offices)))
-    ids = list(s.scalars(pending.order_by(FeedMessageRow.id).limit(limit)))
+        where = " AND office IN (SELECT value FROM json_each(?))"
+        params = (_ENCODE(sorted(offices)).decode(), limit)
+    ids = [r[0] for r in conn.exec_driver_sql(
+        f"SELECT id FROM feed_messages WHERE state = 'pending'{where} ORDER BY id LIMIT ?",
+        params)]  # fmt: skip
     if not ids:
         return []
-    s.execute(
-        update(FeedMessageRow)
-        .where(_ids_in(FeedMessageRow.id, ids, dialect))
-        .values(state="sending")
-        .execution_options(synchronize_session=False)
+    batch = (_ENCODE(ids).decode(),)
+    conn.exec_driver_sql(
+        "UPDATE feed_messages SET state = 'sending' WHERE id IN (SELECT value FROM json_each(?))",
+        batch,
     )
-    feed = s.execute(
-        select(FeedMessageRow.id, FeedMessageRow.kind, FeedMessageRow.office,
-               FeedMessageRow.topic, FeedMessageRow.message_key, FeedMessageRow.message_id,
-               FeedMessageRow.license_id, FeedMessageRow.case_id, FeedMessageRow.returned_id)
-        .where(_ids_in(FeedMessageRow.id, ids, dialect))
-        .order_by(FeedMessageRow.id)
-    ).all()  # fmt: skip
-    # Records by primary key (index look-ups, whatever the size of the tables).
-    records: dict[tuple[str, int], tuple[Any, ...]] = {}
-    lic_ids = [r.license_id for r in feed if r.license_id is not None]
-    if lic_ids:
-        for rid, *rest in s.execute(
-            select(LicenseRow.id, LicenseRow.identifier, LicenseRow.version, LicenseRow.status,
-                   cast(LicenseRow.document, Text))
-            .where(_ids_in(LicenseRow.id, lic_ids, dialect))
-        ):  # fmt: skip
-            records["license", rid] = tuple(rest)
-    case_ids = [r.case_id for r in feed if r.case_id is not None]
-    if case_ids:
-        for rid, *rest in s.execute(
-            select(CaseRow.id, CaseRow.case_number, CaseRow.version, literal(None),
-                   cast(CaseRow.document, Text))
-            .where(_ids_in(CaseRow.id, case_ids, dialect))
-        ):  # fmt: skip
-            records["case", rid] = tuple(rest)
-    returned_ids = [r.returned_id for r in feed if r.returned_id is not None]
-    if returned_ids:  # other departments' versions from the provincial return interface
-        for rid, *rest in s.execute(
-            select(ReturnedRecord.id, ReturnedRecord.identifier, ReturnedRecord.version,
-                   ReturnedRecord.status, cast(ReturnedRecord.document, Text))
-            .where(_ids_in(ReturnedRecord.id, returned_ids, dialect))
-        ):  # fmt: skip
-            records["returned", rid] = tuple(rest)
-    out = []
-    for r in feed:
-        ident, version, status, doc = records[(
-            ("license", r.license_id) if r.license_id is not None
-            else ("case", r.case_id) if r.case_id is not None
-            else ("returned", r.returned_id)
-        )]  # fmt: skip
-        out.append(Todo(r.id, r.kind, r.office, r.topic, r.message_key, r.message_id,
-                        ident, version, status, _decode(doc)))  # fmt: skip
-    return out
+    return [
+        Todo(rid, kind, office, topic, key, mid, ident, version, status, _decode(doc))
+        for rid, kind, office, topic, key, mid, ident, version, status, doc in conn.exec_driver_sql(
+            _LITE_CLAIMED, batch
+        ).fetchall()
+    ]
 
 
 def pending_by_office(store: Store) -> dict[str, int]:
@@ -217,6 +206,17 @@ def mark_published(s: Any, todo: Sequence[Todo], acks: dict[str, Published], dia
                 "parts": int_array([acks[t.message_id].partition for t in todo]),
                 "offs": int_array([acks[t.message_id].offset for t in todo]),
             },
+        )
+    elif dialect == "sqlite":  # one executemany of tuples, no per-row parameter building
+        conn = s.connection()
+        bind = _FEED_TABLE.c.published_at.type.dialect_impl(conn.dialect).bind_processor(
+            conn.dialect
+        )
+        at = bind(now) if bind is not None else now
+        conn.exec_driver_sql(
+            "UPDATE feed_messages SET state = 'published', partition = ?, \"offset\" = ?, "
+            "published_at = ? WHERE id = ?",
+            [(acks[t.message_id].partition, acks[t.message_id].offset, at, t.id) for t in todo],
         )
     else:
         table = _FEED_TABLE

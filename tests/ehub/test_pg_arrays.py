@@ -65,11 +65,17 @@ def test_batch_chain_hashes_as_the_single_event_digest() -> None:
     assert cols["det"][0] == '{"kind": "license", "office": "a", "topic": "t"}'
 
 
-def test_a_bulk_append_on_postgresql_verifies(pg_url: str) -> None:
+def test_a_bulk_append_verifies_and_reads_back(store_url: str) -> None:
+    """More than 50 events take the bulk path (arrays on PostgreSQL, an executemany on
+    SQLite): the chain verifies across bulk and small appends, and every row reads
+    back as the event it was."""
+    from sqlalchemy import select
+
     from ehub.audit import append, verify_chain
     from ehub.store.db import Store
+    from ehub.store.models import AuditEvent
 
-    store = Store(pg_url)
+    store = Store(store_url)
     store.migrate()
     try:
         odd = [Event("returned", f"LIC-{i}-{ODD[i % len(ODD)][:40]}", i,
@@ -79,9 +85,14 @@ def test_a_bulk_append_on_postgresql_verifies(pg_url: str) -> None:
             append(s, odd)  # one statement of arrays (more than 50 events)
         with store.session() as s:
             append(s, odd[:3])  # the small path, chained after it
+        nested = [Event("x", "y", None, {"nested": {"a": [1, 2.5]}, "名": "张三"})] * 60
         with store.session() as s:
-            append(s, [Event("x", "y", None, {"nested": {"a": [1, 2.5]}})] * 60)
+            append(s, nested)
         with store.session() as s:
             assert verify_chain(s) == []
+            got = [(r.event, r.subject, r.version, r.detail)
+                   for r in s.scalars(select(AuditEvent).order_by(AuditEvent.id))]  # fmt: skip
+        assert got == [(e.event, e.subject, e.version, e.detail)
+                       for e in [*odd, *odd[:3], *nested]]  # fmt: skip
     finally:
         store.dispose()
