@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from ehub.bench_feeds import publish_figures_on_postgres
+from ehub.bench_feeds import median_run, publish_figures_on_postgres
 from ehub.config import Settings
 from ehub.pipeline.publish import PARALLEL_MIN_ROWS
 from tests.conftest import PG_ADMIN_URL, tansu_broker
@@ -56,3 +56,14 @@ def test_a_server_that_does_not_answer_is_reported(tmp_path: Path) -> None:
     figures = publish_figures_on_postgres(settings, 10, url)
     assert set(figures) == {"skipped"}
     assert f"127.0.0.1:{port}" in figures["skipped"] and "hush" not in figures["skipped"]
+
+
+def test_the_figure_is_the_median_run_with_every_run_beside_it() -> None:
+    rates = iter([9000.0, 12000.0, 10500.0])
+    got = median_run(lambda: {"publish_per_s": next(rates), "store": "sqlite"}, runs=3)
+    assert got["publish_per_s"] == 10500.0
+    assert got["runs_per_s"] == [9000.0, 12000.0, 10500.0]
+    two = iter([8000.0, 11000.0])
+    assert median_run(lambda: {"publish_per_s": next(two)}, runs=2)["publish_per_s"] == 8000.0
+    skipped = {"skipped": "PostgreSQL at … did not answer"}
+    assert median_run(lambda: dict(skipped), runs=3) == skipped
