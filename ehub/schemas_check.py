@@ -18,7 +18,7 @@ from lxml import etree
 
 import schemas
 from ehub.errors import RecordError
-from ehub.records import parse_xml
+from ehub.records_xml import parse_xml
 
 __all__ = [
     "validate_case_json",

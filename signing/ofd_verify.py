@@ -3,7 +3,7 @@
 :func:`verify_ofd` treats the package as untrusted input and returns an
 :class:`OfdVerification` verdict; nothing is raised for a bad document. Checks,
 in order, each failure recorded as an :class:`OfdProblem` with a typed reason
-(:class:`OfdReason` for the package and OFD layer, :class:`signing.ses.SesReason`
+(:class:`OfdReason` for the package and OFD layer, :class:`signing.ses_verify.SesReason`
 for the seal layer):
 
 1. package: a ZIP with ``OFD.xml``, entry names that stay inside the package
@@ -18,7 +18,7 @@ for the seal layer):
    referenced (so a page or resource added after sealing is caught); the
    ``StampAnnot`` points to a page of the document;
 4. the ``SES_Signature`` in ``SignedValue.dat`` with every check of STANDARDS.md
-   §4 (:func:`signing.ses.verify_signature` over the ``Signature.xml`` bytes:
+   §4 (:func:`signing.ses_verify.verify_signature` over the ``Signature.xml`` bytes:
    signature, signer certificate in the seal's list, trusted seal maker,
    maker's signature, seal validity window, certificate validity and key
    usage, dataHash); its ``propertyInfo`` names that ``Signature.xml``, its
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from signing import ses
+from signing import ses_verify
 from signing.ofd_package import OFD_ENTRY, OfdPackageError, parse_xml, q, read_package, resolve
 from signing.ofd_seal import SIGNING_TIME_FORMAT
 from signing.sm2 import OID_SM3, OID_SM3_WITH_SM2, sm3
@@ -66,7 +66,7 @@ class OfdReason(enum.Enum):
     LICENSE_NOT_VALID = "license_not_valid"
 
 
-Reason = OfdReason | ses.SesReason
+Reason = OfdReason | ses_verify.SesReason
 
 
 @dataclass(frozen=True)
@@ -109,9 +109,9 @@ _INTEGRITY = frozenset(
         OfdReason.REFERENCE_MISSING,
         OfdReason.UNPROTECTED_PART,
         OfdReason.SEAL_FILE_MISMATCH,
-        ses.SesReason.MALFORMED,
-        ses.SesReason.DATA_HASH_MISMATCH,
-        ses.SesReason.SIGNATURE_INVALID,
+        ses_verify.SesReason.MALFORMED,
+        ses_verify.SesReason.DATA_HASH_MISMATCH,
+        ses_verify.SesReason.SIGNATURE_INVALID,
     }
 )
 
@@ -289,7 +289,7 @@ def _check_seal(
     value_entry = resolve(value_loc, sig_entry)
     if value_entry not in entries:
         raise OfdPackageError(f"SignedValue {value_entry} is not in the package", reason="missing")
-    result = ses.verify_signature(
+    result = ses_verify.verify_signature(
         entries[value_entry], signed_data=entries[sig_entry], trusted_seal_makers=trusted
     )
     for p in result.problems:

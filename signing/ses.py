@@ -1,6 +1,6 @@
 """GB/T 38540-2020 electronic seal structures: SESeal and SES_Signature (version 4).
 
-Builds, decodes and verifies the two DER structures of STANDARDS.md §4:
+Builds and decodes (:mod:`signing.ses_verify`: verifies) the two DER structures of STANDARDS.md §4:
 
 - the seal (:func:`make_seal` → ``SESeal``): made once by the seal maker
   (制章人, the seal-issuing authority), it carries the seal picture and the
@@ -16,10 +16,11 @@ One deliberate tolerance: STANDARDS.md gives ``SES_Signature.timeStamp`` as an
 untagged ``BIT STRING OPTIONAL`` and that is what is written, but ofdrw writes
 it as ``[0] EXPLICIT BIT STRING``; the decoder accepts both.
 
-:func:`verify_signature` runs every check of STANDARDS.md §4 and returns a
-:class:`SesVerification` listing each failed check as a :class:`SesReason`;
-an invalid signature is a result, not an exception. Decoding a structure that
-is not DER of the expected shape raises :class:`signing.errors.SealFormatError`.
+:func:`signing.ses_verify.verify_signature` runs every check of STANDARDS.md §4
+and returns a :class:`~signing.ses_verify.SesVerification` listing each failed
+check as a :class:`~signing.ses_verify.SesReason`; an invalid signature is a
+result, not an exception. Decoding a structure that is not DER of the expected
+shape raises :class:`signing.errors.SealFormatError`.
 
 The module does no I/O, reads no clock (times are arguments) and only
 supports SM3withSM2 (``1.2.156.10197.1.501``) signatures.
@@ -28,15 +29,14 @@ supports SM3withSM2 (``1.2.156.10197.1.501``) signatures.
 from __future__ import annotations
 
 import datetime as dt
-import enum
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal
 
-from asn1crypto import core, x509
+from asn1crypto import core
 
-from signing.errors import KeyAccessError, SealFormatError
-from signing.sm2 import OID_SM3, OID_SM3_WITH_SM2, SM2PublicKey, Sm2Signer, sm3
+from signing.errors import SealFormatError
+from signing.sm2 import OID_SM3_WITH_SM2, Sm2Signer, sm3
 
 SES_ID = "ES"
 SES_VERSION = 4
@@ -415,134 +415,3 @@ def decode_signature(der: bytes) -> DecodedSignature:
         raise
     except (ValueError, TypeError, KeyError) as exc:
         raise SealFormatError(f"not a DER SES_Signature: {exc}") from exc
-
-
-# --- verification ------------------------------------------------------------------------
-
-
-class SesReason(enum.Enum):
-    """Why a GB/T 38540 signature is invalid (one per failed check)."""
-
-    MALFORMED = "malformed"
-    UNSUPPORTED_VERSION = "unsupported_version"
-    UNSUPPORTED_ALGORITHM = "unsupported_algorithm"
-    DATA_HASH_MISMATCH = "data_hash_mismatch"
-    SIGNER_CERT_UNUSABLE = "signer_cert_unusable"
-    SIGNATURE_INVALID = "signature_invalid"
-    SIGNER_NOT_IN_SEAL = "signer_not_in_seal"
-    SIGNER_CERT_NOT_VALID = "signer_cert_not_valid_at_signing_time"
-    SIGNER_KEY_USAGE = "signer_key_usage"
-    SEAL_MAKER_UNTRUSTED = "seal_maker_untrusted"
-    SEAL_SIGNATURE_INVALID = "seal_signature_invalid"
-    SEAL_NOT_YET_VALID = "seal_not_yet_valid"
-    SEAL_EXPIRED = "seal_expired"
-
-
-@dataclass(frozen=True)
-class SesProblem:
-    reason: SesReason
-    detail: str
-
-
-@dataclass(frozen=True)
-class SesVerification:
-    """The outcome of :func:`verify_signature`."""
-
-    problems: tuple[SesProblem, ...]
-    """Every failed check, in the order checked; empty when valid."""
-    signature: DecodedSignature | None
-    """The decoded structure (``None`` if it could not be decoded)."""
-
-    @property
-    def valid(self) -> bool:
-        return not self.problems
-
-    @property
-    def reasons(self) -> frozenset[SesReason]:
-        return frozenset(p.reason for p in self.problems)
-
-
-def _public_key(cert_der: bytes) -> tuple[x509.Certificate, SM2PublicKey]:
-    cert = x509.Certificate.load(cert_der, strict=True)
-    return cert, SM2PublicKey.from_der(cert.public_key.dump())
-
-
-def _listed(seal: DecodedSeal, signer_cert: bytes) -> bool:
-    if seal.cert_list_type == CERT_LIST_CERTS:
-        return signer_cert in seal.certs
-    digest = sm3(signer_cert)
-    return any(
-        alg.upper() in ("SM3", OID_SM3) and value == digest for alg, value in seal.cert_digests
-    )
-
-
-def verify_signature(
-    signature_der: bytes, *, signed_data: bytes, trusted_seal_makers: Collection[bytes]
-) -> SesVerification:
-    """Check a DER ``SES_Signature`` against the bytes it protects.
-
-    ``signed_data`` is what ``dataHash`` must be the SM3 of (for OFD, the
-    ``Signature.xml`` bytes); ``trusted_seal_makers`` are the DER certificates
-    of the seal makers whose seals are accepted. The signing time checked
-    against the seal's and the certificate's validity is the signature's own
-    ``timeInfo``.
-    """
-    try:
-        sig = decode_signature(signature_der)
-    except SealFormatError as exc:
-        return SesVerification((SesProblem(SesReason.MALFORMED, str(exc)),), None)
-    problems: list[SesProblem] = []
-
-    def fail(reason: SesReason, detail: str) -> None:
-        problems.append(SesProblem(reason, detail))
-
-    seal = sig.seal
-    if sig.version != SES_VERSION or seal.version != SES_VERSION or seal.header_id != SES_ID:
-        fail(
-            SesReason.UNSUPPORTED_VERSION,
-            f"TBS_Sign version {sig.version}, seal header {seal.header_id!r} v{seal.version}; "
-            f"only GB/T 38540 v{SES_VERSION} is supported",
-        )
-    if sig.data_hash != sm3(signed_data):
-        fail(SesReason.DATA_HASH_MISMATCH, f"dataHash is not the SM3 of {sig.property_info}")
-
-    if sig.signature_alg != OID_SM3_WITH_SM2:
-        fail(SesReason.UNSUPPORTED_ALGORITHM, f"signatureAlgID {sig.signature_alg}")
-    try:
-        signer_cert, signer_key = _public_key(sig.signer_cert)
-    except (ValueError, TypeError, KeyAccessError) as exc:
-        fail(SesReason.SIGNER_CERT_UNUSABLE, f"signer certificate: {exc}")
-    else:
-        if sig.signature_alg == OID_SM3_WITH_SM2 and not signer_key.verify(
-            sig.signature, sig.tbs_der
-        ):
-            fail(SesReason.SIGNATURE_INVALID, "the signature over TBS_Sign does not verify")
-        if not signer_cert.not_valid_before <= sig.time_info <= signer_cert.not_valid_after:
-            fail(
-                SesReason.SIGNER_CERT_NOT_VALID,
-                f"signing time {sig.time_info:%Y-%m-%dT%H:%M:%SZ} outside the signer "
-                "certificate's validity",
-            )
-        usage = signer_cert.key_usage_value
-        if usage is not None and not ({"digital_signature", "non_repudiation"} & set(usage.native)):
-            fail(SesReason.SIGNER_KEY_USAGE, "signer key usage allows no signatures")
-    if not _listed(seal, sig.signer_cert):
-        fail(SesReason.SIGNER_NOT_IN_SEAL, f"signer certificate not in seal {seal.es_id}'s list")
-
-    if seal.maker_cert not in trusted_seal_makers:
-        fail(SesReason.SEAL_MAKER_UNTRUSTED, f"seal {seal.es_id} was not made by a trusted maker")
-    if seal.sign_alg != OID_SM3_WITH_SM2:
-        fail(SesReason.UNSUPPORTED_ALGORITHM, f"seal signAlgID {seal.sign_alg}")
-    else:
-        try:
-            _, maker_key = _public_key(seal.maker_cert)
-            maker_ok = maker_key.verify(seal.signed_value, seal.seal_info_der)
-        except (ValueError, TypeError, KeyAccessError):
-            maker_ok = False
-        if not maker_ok:
-            fail(SesReason.SEAL_SIGNATURE_INVALID, "the seal maker's signature does not verify")
-    if sig.time_info < seal.valid_start:
-        fail(SesReason.SEAL_NOT_YET_VALID, f"seal {seal.es_id} valid from {seal.valid_start}")
-    if sig.time_info > seal.valid_end:
-        fail(SesReason.SEAL_EXPIRED, f"seal {seal.es_id} expired at {seal.valid_end}")
-    return SesVerification(tuple(problems), sig)

@@ -46,7 +46,7 @@ from signxml import (
 from signxml.util import X509CertChainVerifier
 
 from ehub.errors import RecordError
-from ehub.records import parse_xml
+from ehub.records_xml import parse_xml
 from signing.certstatus import (
     CertStatus,
     TrustRoot,

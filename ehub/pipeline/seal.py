@@ -50,7 +50,8 @@ from ehub.feeds import FeedRouter
 from ehub.pipeline import StageResult, outbox
 from ehub.pipeline.faults import crash_point, disk_full_point
 from ehub.pipeline.seal_ofd import OfdSealing, SealedOfd
-from ehub.records import license_from_json, license_to_xml
+from ehub.records import license_from_json
+from ehub.records_xml import license_to_xml
 from ehub.seals import NoUsableSeal, Seal, SealRegistry, SealRegistryError, create_seal
 from ehub.store.db import Store, insert_ignore, utcnow
 from ehub.store.models import LicenseRow, SealRow, SignatureRow

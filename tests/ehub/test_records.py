@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ehub import codelists, identifiers, records
+from ehub import codelists, identifiers, records, records_xml
 from ehub.errors import RecordError
 from ehub.records import CaseRecord, License, LicenseStatus, Lineage, SealMark
 from ehub.schemas_check import (
@@ -242,31 +242,31 @@ def test_case_hash_is_offset_independent() -> None:
 
 def test_license_xml_round_trip_and_determinism() -> None:
     lic = make_license()
-    x = records.license_to_xml(lic)
+    x = records_xml.license_to_xml(lic)
     assert x.startswith(b"<?xml") and b'xmlns="urn:ehub:license:1"' in x
     assert b'<Item code="KZ_FDDBR">' in x and "营业执照".encode() in x
-    assert records.license_to_xml(records.license_from_xml(x)) == x
-    assert records.license_from_xml(x) == lic
+    assert records_xml.license_to_xml(records_xml.license_from_xml(x)) == x
+    assert records_xml.license_from_xml(x) == lic
     assert validate_license_xml(x) == []
 
 
 def test_null_fields_are_absent_elements() -> None:
-    x = records.license_to_xml(make_license(valid_until=None, related_case=None))
+    x = records_xml.license_to_xml(make_license(valid_until=None, related_case=None))
     assert b"ZZYXQJZRQ" not in x and b"GLBJBH" not in x
-    assert records.license_from_xml(x).valid_until is None
+    assert records_xml.license_from_xml(x).valid_until is None
     assert validate_license_xml(x) == []
 
 
 def test_case_xml_round_trip() -> None:
     case = make_case()
-    x = records.case_to_xml(case)
-    assert records.case_from_xml(x) == case
+    x = records_xml.case_to_xml(case)
+    assert records_xml.case_from_xml(x) == case
     assert validate_case_xml(x) == []
 
 
 def test_xml_control_character_is_a_record_error() -> None:
     with pytest.raises(RecordError) as e:
-        records.license_to_xml(make_license(holder_name="a\x01b"))
+        records_xml.license_to_xml(make_license(holder_name="a\x01b"))
     assert e.value.reason_code == "E_VALUE_INVALID"
 
 
@@ -282,7 +282,7 @@ def test_xml_control_character_is_a_record_error() -> None:
 )
 def test_bad_xml_is_rejected(doc: bytes) -> None:
     with pytest.raises(RecordError) as e:
-        records.license_from_xml(doc)
+        records_xml.license_from_xml(doc)
     assert e.value.reason_code == "E_SCHEMA_INVALID"
     assert b"root:" not in repr(e.value).encode()
 
@@ -402,11 +402,11 @@ def test_generated_licenses_round_trip_and_validate(lic: License) -> None:
     d = records.license_to_json(lic)
     assert validate_license_json(d) == []
     assert records.license_from_json(d) == lic
-    x = records.license_to_xml(lic)
+    x = records_xml.license_to_xml(lic)
     assert validate_license_xml(x) == []
-    assert records.license_from_xml(x) == lic
+    assert records_xml.license_from_xml(x) == lic
     assert records.license_content_hash(
-        records.license_from_xml(x)
+        records_xml.license_from_xml(x)
     ) == records.license_content_hash(lic)
 
 
@@ -416,15 +416,15 @@ def test_generated_cases_round_trip_and_validate(case: CaseRecord) -> None:
     d = records.case_to_json(case)
     assert validate_case_json(d) == []
     assert records.case_from_json(d) == case
-    x = records.case_to_xml(case)
+    x = records_xml.case_to_xml(case)
     assert validate_case_xml(x) == []
-    assert records.case_from_xml(x) == case
+    assert records_xml.case_from_xml(x) == case
 
 
 def test_xml_keeps_carriage_returns_tabs_and_blank_values() -> None:
     lic = make_license(holder_name="a\r\nb\tc ", surface={"KZ_JYFW": " \r "}, number=" ")
-    x = records.license_to_xml(lic)
-    assert records.license_from_xml(x) == lic
+    x = records_xml.license_to_xml(lic)
+    assert records_xml.license_from_xml(x) == lic
 
 
 @pytest.mark.parametrize(
@@ -437,16 +437,16 @@ def test_xml_keeps_carriage_returns_tabs_and_blank_values() -> None:
     ],
 )
 def test_xml_structure_is_checked(old: bytes, new: bytes, reason_code: str) -> None:
-    x = records.license_to_xml(make_license())
+    x = records_xml.license_to_xml(make_license())
     assert old in x
     with pytest.raises(RecordError) as e:
-        records.license_from_xml(x.replace(old, new, 1))
+        records_xml.license_from_xml(x.replace(old, new, 1))
     assert e.value.reason_code == reason_code
 
 
 def test_oversize_xml_is_refused() -> None:
     with pytest.raises(RecordError) as e:
-        records.parse_xml(b"<a>" + b" " * records.MAX_XML_BYTES + b"</a>")
+        records_xml.parse_xml(b"<a>" + b" " * records_xml.MAX_XML_BYTES + b"</a>")
     assert e.value.reason_code == "E_SCHEMA_INVALID"
 
 

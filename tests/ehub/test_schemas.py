@@ -11,7 +11,7 @@ import pytest
 from lxml import etree
 
 import schemas
-from ehub import codelists, identifiers, records
+from ehub import codelists, identifiers, records, records_xml
 from ehub.records import CaseRecord, License, LicenseStatus, Lineage
 from ehub.schemas_check import (
     validate_case_json,
@@ -96,8 +96,8 @@ def test_schema_files_are_shipped_and_well_formed() -> None:
 def test_valid_instances() -> None:
     assert validate_license_json(lic_json()) == []
     assert validate_case_json(case_json()) == []
-    assert validate_license_xml(records.license_to_xml(LICENSE)) == []
-    assert validate_case_xml(records.case_to_xml(CASE)) == []
+    assert validate_license_xml(records_xml.license_to_xml(LICENSE)) == []
+    assert validate_case_xml(records_xml.case_to_xml(CASE)) == []
 
 
 def test_json_required_fields_match_the_record() -> None:
@@ -222,21 +222,21 @@ def _mutate_xml(
     ],
 )
 def test_invalid_license_xml(path: str, text: str | None, drop: bool) -> None:
-    bad = _mutate_xml(records.license_to_xml(LICENSE), path, records.LICENSE_NS, text, drop)
+    bad = _mutate_xml(records_xml.license_to_xml(LICENSE), path, records.LICENSE_NS, text, drop)
     assert validate_license_xml(bad)
 
 
 def test_license_xml_duplicate_surface_code_is_invalid() -> None:
-    x = records.license_to_xml(LICENSE).replace(
+    x = records_xml.license_to_xml(LICENSE).replace(
         b"</KZ>", b'<Item code="KZ_FDDBR">again</Item></KZ>'
     )
     assert validate_license_xml(x)
 
 
 def test_invalid_case_xml() -> None:
-    x = _mutate_xml(records.case_to_xml(CASE), "r:SBQD", records.CASE_NS, "fax")
+    x = _mutate_xml(records_xml.case_to_xml(CASE), "r:SBQD", records.CASE_NS, "fax")
     assert validate_case_xml(x)
-    x = _mutate_xml(records.case_to_xml(CASE), "r:SBSJ", records.CASE_NS, "2024-01-02T08:00:00")
+    x = _mutate_xml(records_xml.case_to_xml(CASE), "r:SBSJ", records.CASE_NS, "2024-01-02T08:00:00")
     assert validate_case_xml(x)
 
 

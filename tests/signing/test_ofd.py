@@ -33,7 +33,7 @@ from signing.ofd_seal import BENCH_DOCUMENT, ofd_seal_per_s, seal_ofd
 from signing.ofd_verify import OfdReason, verify_ofd
 from signing.ofd_writer import write_license_ofd
 from signing.pki_sm2 import ensure_dev_sm2_seal_maker
-from signing.ses import SesReason
+from signing.ses_verify import SesReason
 
 UTC = dt.UTC
 T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)

@@ -25,7 +25,7 @@ from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag
 from pkcs11.util.x509 import decode_x509_certificate
 from pyhanko.sign import pkcs11 as pyhanko_pkcs11
 
-from ehub.records import license_from_xml, license_to_xml
+from ehub.records_xml import license_from_xml, license_to_xml
 from signing import pki_build
 from signing.certstatus import CertStatus
 from signing.errors import KeyAccessError, SigningError

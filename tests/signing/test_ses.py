@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from signing import ses, sm2, sm2_cert
+from signing import ses, ses_verify, sm2, sm2_cert
 from signing.errors import SealFormatError
 
 UTC = dt.UTC
@@ -76,8 +76,8 @@ def make(
     )
 
 
-def verify(signature: bytes, pki: sm2_cert.DevSm2Pki) -> ses.SesVerification:
-    return ses.verify_signature(
+def verify(signature: bytes, pki: sm2_cert.DevSm2Pki) -> ses_verify.SesVerification:
+    return ses_verify.verify_signature(
         signature, signed_data=SIGNATURE_XML, trusted_seal_makers=[pki.maker_cert]
     )
 
@@ -246,27 +246,27 @@ def test_cert_digest_list_seal_verifies(pki: sm2_cert.DevSm2Pki) -> None:
 
 
 def test_rejects_tampered_signed_data(pki: sm2_cert.DevSm2Pki) -> None:
-    result = ses.verify_signature(
+    result = ses_verify.verify_signature(
         make(pki), signed_data=SIGNATURE_XML + b" ", trusted_seal_makers=[pki.maker_cert]
     )
-    assert result.reasons == {ses.SesReason.DATA_HASH_MISMATCH}
+    assert result.reasons == {ses_verify.SesReason.DATA_HASH_MISMATCH}
 
 
 def test_rejects_tampered_data_hash_field(pki: sm2_cert.DevSm2Pki) -> None:
     signature = make(pki)
     digest = sm2.sm3(SIGNATURE_XML)
     forged = signature.replace(digest, sm2.sm3(b"other content"))
-    result = ses.verify_signature(
+    result = ses_verify.verify_signature(
         forged, signed_data=b"other content", trusted_seal_makers=[pki.maker_cert]
     )
-    assert result.reasons == {ses.SesReason.SIGNATURE_INVALID}
+    assert result.reasons == {ses_verify.SesReason.SIGNATURE_INVALID}
 
 
 def test_rejects_seal_of_untrusted_maker(
     pki: sm2_cert.DevSm2Pki, other_pki: sm2_cert.DevSm2Pki
 ) -> None:
     result = verify(make(pki, maker=other_pki), pki)
-    assert result.reasons == {ses.SesReason.SEAL_MAKER_UNTRUSTED}
+    assert result.reasons == {ses_verify.SesReason.SEAL_MAKER_UNTRUSTED}
 
 
 def test_rejects_seal_with_forged_maker_signature(pki: sm2_cert.DevSm2Pki) -> None:
@@ -281,18 +281,18 @@ def test_rejects_seal_with_forged_maker_signature(pki: sm2_cert.DevSm2Pki) -> No
         signing_time=SIGNED_AT,
         property_info=PROPERTY_INFO,
     )
-    assert verify(signature, pki).reasons == {ses.SesReason.SEAL_SIGNATURE_INVALID}
+    assert verify(signature, pki).reasons == {ses_verify.SesReason.SEAL_SIGNATURE_INVALID}
 
 
 def test_rejects_expired_and_not_yet_valid_seal(pki: sm2_cert.DevSm2Pki) -> None:
     expired = make(pki, valid_end=SIGNED_AT - dt.timedelta(seconds=1))
-    assert verify(expired, pki).reasons == {ses.SesReason.SEAL_EXPIRED}
+    assert verify(expired, pki).reasons == {ses_verify.SesReason.SEAL_EXPIRED}
     early = make(
         pki,
         valid_start=SIGNED_AT + dt.timedelta(days=1),
         valid_end=SIGNED_AT + dt.timedelta(days=30),
     )
-    assert verify(early, pki).reasons == {ses.SesReason.SEAL_NOT_YET_VALID}
+    assert verify(early, pki).reasons == {ses_verify.SesReason.SEAL_NOT_YET_VALID}
 
 
 def test_rejects_signer_absent_from_seal(
@@ -300,25 +300,25 @@ def test_rejects_signer_absent_from_seal(
 ) -> None:
     for cert_list_type in (1, 2):
         signature = make(pki, signer_certs=[other_pki.signer_cert], cert_list_type=cert_list_type)
-        assert verify(signature, pki).reasons == {ses.SesReason.SIGNER_NOT_IN_SEAL}
+        assert verify(signature, pki).reasons == {ses_verify.SesReason.SIGNER_NOT_IN_SEAL}
 
 
 def test_rejects_signer_certificate_outside_validity(pki: sm2_cert.DevSm2Pki) -> None:
     late = SIGNED_AT + dt.timedelta(days=3650 * 2)
     signature = make(pki, signed_at=late, valid_end=late + dt.timedelta(days=1))
-    assert verify(signature, pki).reasons == {ses.SesReason.SIGNER_CERT_NOT_VALID}
+    assert verify(signature, pki).reasons == {ses_verify.SesReason.SIGNER_CERT_NOT_VALID}
 
 
 @pytest.mark.parametrize("cut", [1, 10, 80, 500])
 def test_rejects_truncated_signature(pki: sm2_cert.DevSm2Pki, cut: int) -> None:
     result = verify(make(pki)[:-cut], pki)
-    assert result.reasons == {ses.SesReason.MALFORMED}
+    assert result.reasons == {ses_verify.SesReason.MALFORMED}
     assert result.signature is None
 
 
 def test_rejects_garbage_and_trailing_bytes(pki: sm2_cert.DevSm2Pki) -> None:
-    assert verify(b"not der at all", pki).reasons == {ses.SesReason.MALFORMED}
-    assert verify(make(pki) + b"\x00", pki).reasons == {ses.SesReason.MALFORMED}
+    assert verify(b"not der at all", pki).reasons == {ses_verify.SesReason.MALFORMED}
+    assert verify(make(pki) + b"\x00", pki).reasons == {ses_verify.SesReason.MALFORMED}
     with pytest.raises(SealFormatError):
         ses.decode_seal(b"\x30\x00")
 

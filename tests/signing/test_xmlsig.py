@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
 from ehub.cli_verify import verify
-from ehub.records import license_from_xml, license_to_xml
+from ehub.records_xml import license_from_xml, license_to_xml
 from signing.certstatus import CertStatus
 from signing.errors import UnsealableDocument, VerificationError
 from signing.pki import DevPKI
