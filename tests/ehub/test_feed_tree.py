@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 import pytest
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -214,3 +215,44 @@ def test_a_path_leads_to_the_root_from_its_own_index_only() -> None:
             for other in range(size):
                 if other != i:
                     assert root_of(bodies[i], dict(tree, index=other)) != root, (size, i, other)
+
+
+def _as_documented(raw: bytes, cert: x509.Certificate) -> bool:
+    """The README's steps ("Checking a message elsewhere"), written without ehub."""
+    env = json.loads(raw)
+    sig = env.pop("signature")
+    text = json.dumps(env, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    tree = sig.get("tree")
+    if tree is not None:
+        index, size, path = tree["index"], tree["size"], base64.b64decode(tree["path"])
+        node, used = hashlib.sha256(b"\x00" + text).digest(), 0
+        while size > 1:
+            if index % 2 == 1:
+                node = hashlib.sha256(b"\x01" + path[used : used + 32] + node).digest()
+                used += 32
+            elif index + 1 < size:
+                node = hashlib.sha256(b"\x01" + node + path[used : used + 32]).digest()
+                used += 32
+            index, size = index // 2, (size + 1) // 2
+        if used != len(path):
+            return False
+        text = b"ehub.return-feed.tree.v1\n" + tree["size"].to_bytes(4, "big") + node
+    key = cert.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    try:
+        key.verify(base64.b64decode(sig["value"]), text, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 100])
+def test_the_readme_steps_verify_the_published_envelopes(size: int) -> None:
+    """An office following the README, without ehub, accepts every envelope of a batch
+    and refuses a changed one."""
+    signed = sign_envelopes([_body(n) for n in range(size)], SIGNER)
+    assert all(_as_documented(env, SIGNER.cert) for env in signed)
+    changed = json.loads(signed[-1])
+    changed["version"] += 1
+    assert not _as_documented(json.dumps(changed, ensure_ascii=False).encode(), SIGNER.cert)
+    assert not _as_documented(signed[0], STRANGER.cert)
