@@ -14,31 +14,45 @@ read or route records.
 
 Errors: :class:`OfficeError` (a :class:`~ehub.errors.ConfigError`, so
 terminal) names the field at fault; :class:`OfficeNotFound` when no office (or
-credential) has the code given.
+credential) has the code given. The registration rules are
+:mod:`ehub.office_rules`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 import secrets
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
-from types import MappingProxyType
-from typing import Literal, cast, get_args
+from typing import cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ehub import divisions
-from ehub.errors import ConfigError, IdentifierError
+from ehub.office_rules import (
+    ALL_FIELDS,
+    CODE_RE,
+    DELIVERY_MODES,
+    RECORD_KINDS,
+    SURFACE_FIELDS,
+    TYPE_RE,
+    DeliveryMode,
+    MaskMethod,
+    OfficeError,
+    OfficeLevel,
+    OfficeNotFound,
+    RecordKind,
+    check_closed,
+    check_division,
+    check_fields,
+    check_masking,
+    expected_level,
+    record_fields,
+)
 from ehub.store.db import Store, utcnow
 from ehub.store.models import OfficeCredentialRow, OfficeRow
-from schemas import path as schema_path
 
 __all__ = [
     "ALL_FIELDS",
@@ -62,52 +76,7 @@ __all__ = [
     "token_digest",
 ]
 
-RecordKind = Literal["license", "case"]
-OfficeLevel = Literal["city", "county", "township"]
-DeliveryMode = Literal["kafka", "pull", "file"]
-MaskMethod = Literal["name", "id_number", "phone", "address", "none"]
-
-RECORD_KINDS: tuple[RecordKind, ...] = get_args(RecordKind)
-LEVELS: tuple[OfficeLevel, ...] = get_args(OfficeLevel)
-DELIVERY_MODES: tuple[DeliveryMode, ...] = get_args(DeliveryMode)
-MASK_METHODS: tuple[MaskMethod, ...] = get_args(MaskMethod)
-
-#: A field scope entry meaning "every field of the kind".
-ALL_FIELDS = "*"
-#: A license field scope entry meaning "every surface field" (the ``KZ`` object).
-SURFACE_FIELDS = "KZ"
-
 TOKEN_PREFIX = "ehof_"
-
-# Office codes end up in topic names, file names and URLs: keep them plain.
-_CODE_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{1,63}")
-_SURFACE_RE = re.compile(r"KZ_[A-Z0-9_]{1,40}")
-# GB/T 36904 type code: the defining authority's USCC (18) + a 3-digit sequence.
-_TYPE_RE = re.compile(r"[0-9A-HJ-NPQRTUWXY]{18}[0-9]{3}")
-# Division table level → office level.
-_LEVEL_OF = {"prefecture": "city", "county": "county", "township": "township"}
-
-
-class OfficeError(ConfigError):
-    """An office cannot be registered or changed as asked. ``field`` names the
-    setting at fault (``division``, ``fields.license``, ``masking.CZZT``, ...)."""
-
-    def __init__(self, message: str, *, field: str = "", office: str = "") -> None:
-        self.field = field
-        self.office = office
-        where = f"office {office}: " if office else ""
-        super().__init__(f"{where}{field + ': ' if field else ''}{message}")
-
-
-class OfficeNotFound(OfficeError):
-    """No office (or credential) with the code given."""
-
-
-@cache
-def record_fields(kind: RecordKind) -> frozenset[str]:
-    """The top-level field codes of a record kind, from its JSON Schema in ``schemas/``."""
-    doc = json.loads(schema_path(f"{kind}.schema.json").read_text(encoding="utf-8"))
-    return frozenset(doc["properties"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +114,7 @@ class Office:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         o = self.code
-        if not isinstance(self.code, str) or not _CODE_RE.fullmatch(self.code):
+        if not isinstance(self.code, str) or not CODE_RE.fullmatch(self.code):
             raise OfficeError(
                 f"{self.code!r} is not a valid office code: 2-64 of a-z 0-9 _ . -, "
                 "starting with a letter or digit",
@@ -153,8 +122,8 @@ class Office:
             )
         if not self.name.strip():
             raise OfficeError("give the office's name", field="name", office=o)
-        set_(self, "division", _check_division(self.division, o))
-        expected = _expected_level(self.division, o)
+        set_(self, "division", check_division(self.division, o))
+        expected = expected_level(self.division, o)
         if self.level != expected:
             raise OfficeError(
                 f"level {self.level!r} does not match division {self.division} "
@@ -162,21 +131,23 @@ class Office:
                 field="level",
                 office=o,
             )
-        set_(self, "kinds", frozenset(_closed(self.kinds, RECORD_KINDS, "kinds", o)))
+        set_(self, "kinds", frozenset(check_closed(self.kinds, RECORD_KINDS, "kinds", o)))
         if not self.kinds:
             raise OfficeError("authorize at least one record kind", field="kinds", office=o)
         types = frozenset(self.license_types)
         for t in types:
-            if not _TYPE_RE.fullmatch(t):
+            if not TYPE_RE.fullmatch(t):
                 raise OfficeError(
                     f"{t!r} is not a license type code (18-char USCC + 3 digits)",
                     field="license_types",
                     office=o,
                 )
         set_(self, "license_types", types)
-        set_(self, "fields", _check_fields(self.kinds, self.fields, o))
-        set_(self, "masking", _check_masking(self.kinds, self.masking, o))
-        set_(self, "delivery", frozenset(_closed(self.delivery, DELIVERY_MODES, "delivery", o)))
+        set_(self, "fields", check_fields(self.kinds, self.fields, o))
+        set_(self, "masking", check_masking(self.kinds, self.masking, o))
+        set_(
+            self, "delivery", frozenset(check_closed(self.delivery, DELIVERY_MODES, "delivery", o))
+        )
         if not self.delivery:
             raise OfficeError("give at least one delivery mode", field="delivery", office=o)
         set_(self, "credential_hints", tuple(self.credential_hints))
@@ -184,102 +155,6 @@ class Office:
     @property
     def active(self) -> bool:
         return self.revoked_at is None
-
-
-def _check_division(code: str, office: str) -> str:
-    try:
-        return divisions.check_division(code, "division")
-    except IdentifierError as exc:
-        raise OfficeError(
-            exc.message_en + f" (got {code!r})", field="division", office=office
-        ) from exc
-
-
-def _expected_level(code: str, office: str) -> OfficeLevel:
-    if len(code) == 9:
-        return "township"
-    d = divisions.lookup(code)
-    level = _LEVEL_OF.get(d.level if d else "")
-    if level is None:
-        raise OfficeError(
-            f"{code} is a {d.level if d else 'unknown'} division; offices are at city "
-            "(e.g. 370600), county or township (9 digits) level",
-            field="division",
-            office=office,
-        )
-    return cast(OfficeLevel, level)
-
-
-def _closed(values: Iterable[str], allowed: tuple[str, ...], what: str, office: str) -> set[str]:
-    if isinstance(values, str):
-        values = [values]
-    out = set(values)
-    bad = sorted(out - set(allowed))
-    if bad:
-        raise OfficeError(
-            f"unknown value(s) {', '.join(bad)}; use {' | '.join(allowed)}",
-            field=what,
-            office=office,
-        )
-    return out
-
-
-def _field_ok(kind: str, code: str) -> bool:
-    if code in (ALL_FIELDS, *record_fields(cast(RecordKind, kind))):
-        return True
-    return kind == "license" and bool(_SURFACE_RE.fullmatch(code))
-
-
-def _check_fields(
-    kinds: frozenset[RecordKind], scopes: Mapping[RecordKind, Iterable[str]], office: str
-) -> Mapping[RecordKind, frozenset[str]]:
-    extra = sorted(set(scopes) - set(kinds))
-    if extra:
-        raise OfficeError(
-            f"field scope given for kind(s) not granted: {', '.join(extra)}",
-            field="fields",
-            office=office,
-        )
-    out: dict[RecordKind, frozenset[str]] = {}
-    for kind in sorted(kinds):
-        given = scopes.get(kind)
-        codes = frozenset([given] if isinstance(given, str) else (given or ()))
-        if not codes:
-            raise OfficeError(
-                f"give the fields the office may see ({kind}=F1,F2,... or {kind}=*)",
-                field=f"fields.{kind}",
-                office=office,
-            )
-        bad = sorted(c for c in codes if not _field_ok(kind, c))
-        if bad:
-            raise OfficeError(
-                f"unknown {kind} field code(s) {', '.join(bad)}",
-                field=f"fields.{kind}",
-                office=office,
-            )
-        out[kind] = codes
-    return MappingProxyType(out)
-
-
-def _check_masking(
-    kinds: frozenset[RecordKind], masking: Mapping[str, str], office: str
-) -> Mapping[str, MaskMethod]:
-    out: dict[str, MaskMethod] = {}
-    for code, method in masking.items():
-        if not any(_field_ok(k, code) for k in kinds) or code == ALL_FIELDS:
-            raise OfficeError(
-                f"{code!r} is not a field of the kinds granted ({', '.join(sorted(kinds))})",
-                field=f"masking.{code}",
-                office=office,
-            )
-        if method not in MASK_METHODS:
-            raise OfficeError(
-                f"unknown masking {method!r}; use {' | '.join(MASK_METHODS)}",
-                field=f"masking.{code}",
-                office=office,
-            )
-        out[code] = cast(MaskMethod, method)
-    return MappingProxyType(out)
 
 
 # --- the store ---------------------------------------------------------------
@@ -346,12 +221,12 @@ def add_office(
     delivery: Iterable[DeliveryMode] = ("pull",),
 ) -> tuple[Office, str]:
     """Register an office; returns it and its first credential (shown once, never stored)."""
-    division = _check_division(division, code)
+    division = check_division(division, code)
     office = Office(
         code=code,
         name=name,
         division=division,
-        level=level or _expected_level(division, code),
+        level=level or expected_level(division, code),
         kinds=frozenset(kinds),
         fields={k: frozenset(v) for k, v in fields.items()},
         license_types=frozenset(license_types),
