@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
+from ehub.store.bulk import bound
 from ehub.store.db import utcnow
 from ehub.store.models import AuditEvent
 from ehub.store.pg_arrays import int_array, text_array
@@ -105,8 +106,7 @@ def _append_many(session: Session, events: Sequence[Event], prev: str, now: Any)
     dialect = conn.dialect
     serialize = dialect._json_serializer or json.dumps  # type: ignore[attr-defined]
     cols = _chained(events, prev, now.isoformat(), store=serialize)
-    bind = AuditEvent.__table__.c.at.type.dialect_impl(dialect).bind_processor(dialect)
-    at = bind(now) if bind is not None else now
+    at = bound(AuditEvent.__table__.c.at, now, dialect)
     rows = zip(itertools.repeat(at), cols["ev"], cols["sub"], cols["ver"], cols["det"],
                cols["prev"], cols["hash"])  # fmt: skip
     conn.exec_driver_sql(

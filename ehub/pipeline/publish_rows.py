@@ -44,6 +44,7 @@ from connectors.kafka_feed import Published, scan_ids
 from ehub.audit import Event, append
 from ehub.config import Settings
 from ehub.offices import RecordKind
+from ehub.store.bulk import bound
 from ehub.store.db import Store, utcnow
 from ehub.store.models import CaseRow, FeedMessageRow, LicenseRow, ReturnedRecord
 from ehub.store.pg_arrays import int_array, text_array
@@ -79,6 +80,31 @@ def _ids_in(column: Any, ids: Sequence[int], dialect: str) -> Any:
 
 # --- claiming ---------------------------------------------------------------------------
 
+
+def _with_records(f: str, rows: str, as_text: str) -> str:
+    """The select list and joins that read feed rows (alias ``f``, from ``rows``) with
+    their record's identifier, version, status and document (``as_text``: the cast to
+    text, if the store needs one)."""
+    rec = ("l", "cr", "r")
+
+    def pick(license_: str, case: str, returned: str) -> str:
+        return (f"CASE WHEN {f}.license_id IS NOT NULL THEN {license_}\n"
+                f"            WHEN {f}.case_id IS NOT NULL THEN {case} ELSE {returned} END")  # fmt: skip
+
+    doc = [f"{a}.document{as_text}" for a in rec]
+    return (
+        f"SELECT {f}.id, {f}.kind, {f}.office, {f}.topic, {f}.message_key, {f}.message_id,\n"
+        f"       {pick('l.identifier', 'cr.case_number', 'r.identifier')},\n"
+        f"       {pick('l.version', 'cr.version', 'r.version')},\n"
+        f"       {pick('l.status', 'NULL', 'r.status')},\n"
+        f"       {pick(*doc)}\n"
+        f"FROM {rows}\n"
+        f"LEFT JOIN licenses AS l ON l.id = {f}.license_id\n"
+        f"LEFT JOIN case_records AS cr ON cr.id = {f}.case_id\n"
+        f"LEFT JOIN returned_records AS r ON r.id = {f}.returned_id\n"
+    )
+
+
 _PG_CLAIM = """
 WITH picked AS (
     SELECT id FROM feed_messages WHERE state = 'pending'{office_filter}
@@ -88,21 +114,8 @@ WITH picked AS (
     RETURNING f.id, f.kind, f.office, f.topic, f.message_key, f.message_id,
               f.license_id, f.case_id, f.returned_id
 )
-SELECT c.id, c.kind, c.office, c.topic, c.message_key, c.message_id,
-       CASE WHEN c.license_id IS NOT NULL THEN l.identifier
-            WHEN c.case_id IS NOT NULL THEN cr.case_number ELSE r.identifier END,
-       CASE WHEN c.license_id IS NOT NULL THEN l.version
-            WHEN c.case_id IS NOT NULL THEN cr.version ELSE r.version END,
-       CASE WHEN c.license_id IS NOT NULL THEN l.status
-            WHEN c.case_id IS NOT NULL THEN NULL ELSE r.status END,
-       CASE WHEN c.license_id IS NOT NULL THEN l.document::text
-            WHEN c.case_id IS NOT NULL THEN cr.document::text ELSE r.document::text END
-FROM claimed AS c
-LEFT JOIN licenses AS l ON l.id = c.license_id
-LEFT JOIN case_records AS cr ON cr.id = c.case_id
-LEFT JOIN returned_records AS r ON r.id = c.returned_id
-ORDER BY c.id
-"""
+{with_records}ORDER BY c.id
+""".replace("{with_records}", _with_records("c", "claimed AS c", "::text"))
 
 
 def claim(s: Any, limit: int, dialect: str, offices: Collection[str] | None = None) -> list[Todo]:
@@ -116,32 +129,15 @@ def claim(s: Any, limit: int, dialect: str, offices: Collection[str] | None = No
         params: dict[str, Any] = {"limit": limit}
         if offices is not None:
             params["offices"] = text_array(sorted(offices))
-        return [
-            Todo(rid, kind, office, topic, key, mid, ident, version, status, _decode(doc))
-            for rid, kind, office, topic, key, mid, ident, version, status, doc in s.execute(
-                text(sql), params
-            ).all()  # fetched at once: row by row costs ~5 µs a row
-        ]
+        # fetched at once: row by row costs ~5 µs a row
+        return _todos(s.execute(text(sql), params).all())
     return _claim_sqlite(s, limit, offices)
 
 
-_LITE_CLAIMED = """
-SELECT f.id, f.kind, f.office, f.topic, f.message_key, f.message_id,
-       CASE WHEN f.license_id IS NOT NULL THEN l.identifier
-            WHEN f.case_id IS NOT NULL THEN cr.case_number ELSE r.identifier END,
-       CASE WHEN f.license_id IS NOT NULL THEN l.version
-            WHEN f.case_id IS NOT NULL THEN cr.version ELSE r.version END,
-       CASE WHEN f.license_id IS NOT NULL THEN l.status
-            WHEN f.case_id IS NOT NULL THEN NULL ELSE r.status END,
-       CASE WHEN f.license_id IS NOT NULL THEN l.document
-            WHEN f.case_id IS NOT NULL THEN cr.document ELSE r.document END
-FROM feed_messages AS f
-LEFT JOIN licenses AS l ON l.id = f.license_id
-LEFT JOIN case_records AS cr ON cr.id = f.case_id
-LEFT JOIN returned_records AS r ON r.id = f.returned_id
-WHERE f.id IN (SELECT value FROM json_each(?))
-ORDER BY f.id
-"""
+_LITE_CLAIMED = (
+    _with_records("f", "feed_messages AS f", "")
+    + "WHERE f.id IN (SELECT value FROM json_each(?))\nORDER BY f.id\n"
+)
 
 
 def _claim_sqlite(s: Any, limit: int, offices: Collection[str] | None) -> list[Todo]:
@@ -163,11 +159,14 @@ def _claim_sqlite(s: Any, limit: int, offices: Collection[str] | None) -> list[T
         "UPDATE feed_messages SET state = 'sending' WHERE id IN (SELECT value FROM json_each(?))",
         batch,
     )
+    return _todos(conn.exec_driver_sql(_LITE_CLAIMED, batch).fetchall())
+
+
+def _todos(rows: Sequence[Sequence[Any]]) -> list[Todo]:
+    """Claimed rows read by :func:`_with_records`, their documents decoded."""
     return [
         Todo(rid, kind, office, topic, key, mid, ident, version, status, _decode(doc))
-        for rid, kind, office, topic, key, mid, ident, version, status, doc in conn.exec_driver_sql(
-            _LITE_CLAIMED, batch
-        ).fetchall()
+        for rid, kind, office, topic, key, mid, ident, version, status, doc in rows
     ]
 
 
@@ -209,10 +208,7 @@ def mark_published(s: Any, todo: Sequence[Todo], acks: dict[str, Published], dia
         )
     elif dialect == "sqlite":  # one executemany of tuples, no per-row parameter building
         conn = s.connection()
-        bind = _FEED_TABLE.c.published_at.type.dialect_impl(conn.dialect).bind_processor(
-            conn.dialect
-        )
-        at = bind(now) if bind is not None else now
+        at = bound(_FEED_TABLE.c.published_at, now, conn.dialect)
         conn.exec_driver_sql(
             "UPDATE feed_messages SET state = 'published', partition = ?, \"offset\" = ?, "
             "published_at = ? WHERE id = ?",

@@ -82,6 +82,13 @@ def insert_ignore_returning(
     return _generic(session, table, rows, target, returning)
 
 
+def bound(column: Any, value: Any, dialect: Any) -> Any:
+    """``value`` as ``column``'s type binds it on ``dialect`` (for driver statements:
+    a time as SQLite's text, for one)."""
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return value if process is None else process(value)
+
+
 def json_text(column: Any) -> Any:
     """A JSON column read as its text (decode it with :func:`loads_json`): the JSON
     type's own decoding costs ``json.loads`` per row."""
