@@ -71,7 +71,7 @@ STAGE_GC_THRESHOLD = 10_000
 
 
 @contextmanager
-def _stage_gc() -> Iterator[None]:
+def stage_gc() -> Iterator[None]:
     """Collect young garbage every :data:`STAGE_GC_THRESHOLD` new container objects while
     a stage runs, instead of every 700 (CPython's default), then restore the thresholds.
 
@@ -91,7 +91,7 @@ def _stage_gc() -> Iterator[None]:
 def run_stage(
     stage: str, settings: Settings | None = None, source_id: str | None = None
 ) -> dict[str, object]:
-    with _stage_gc():
+    with stage_gc():
         return _run_stage(stage, settings, source_id)
 
 
