@@ -73,6 +73,9 @@ class Settings:
     publish_workers: int = 0
     """Processes a publish stage run shards a backlog among (by office, on PostgreSQL);
     0 = one per core, at most 4; 1 = the stage's own process alone."""
+    seal_workers: int = 0
+    """Processes a seal stage run deals its pending licenses among (by identifier);
+    0 = one per core, at most 4; 1 = the stage's own process alone."""
     verify_url: str = "http://127.0.0.1:8765/verify"
     """Public base URL of the verification endpoint; a license's QR code leads to
     ``<verify_url>/<identifier>`` (``ehub verify-server`` serves it)."""
@@ -108,13 +111,8 @@ class Settings:
             source_batch_size = int(sbatch)
         except ValueError as exc:
             raise ConfigError(f"EHUB_SOURCE_BATCH_SIZE must be an integer, got {sbatch!r}") from exc
-        workers = pick("publish_workers", "0")
-        try:
-            publish_workers = int(workers)
-        except ValueError as exc:
-            raise ConfigError(f"EHUB_PUBLISH_WORKERS must be an integer, got {workers!r}") from exc
-        if publish_workers < 0:
-            raise ConfigError("EHUB_PUBLISH_WORKERS must be >= 0 (0: one per core)")
+        publish_workers = _processes(pick("publish_workers", "0"), "EHUB_PUBLISH_WORKERS")
+        seal_workers = _processes(pick("seal_workers", "0"), "EHUB_SEAL_WORKERS")
         settings = cls(
             home=home,
             database_url=pick("database_url", f"sqlite:///{home / 'hub.db'}"),
@@ -136,6 +134,7 @@ class Settings:
             batch_size=batch_size,
             source_batch_size=max(source_batch_size, 0),
             publish_workers=publish_workers,
+            seal_workers=seal_workers,
             fault=pick("fault"),
             return_divisions=pick("return_divisions", "37"),
             verify_url=pick("verify_url", "http://127.0.0.1:8765/verify").rstrip("/"),
@@ -186,3 +185,13 @@ def _read_stack(home: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"dev stack state {path} is unreadable: {exc}") from exc
     return dict(data.get("settings", {}))
+
+
+def _processes(raw: str, name: str) -> int:
+    try:
+        n = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if n < 0:
+        raise ConfigError(f"{name} must be >= 0 (0: one per core)")
+    return n

@@ -34,19 +34,17 @@ Must not be used without the lease held.
 
 from __future__ import annotations
 
-import gc
+import functools
 import logging
-import multiprocessing
 import os
-import signal
 from collections.abc import Collection, Mapping
-from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ehub.config import Settings
 from ehub.errors import HubError, Transient
 from ehub.feeds import FeedSigner
 from ehub.pipeline.faults import EXIT_CODE
+from ehub.pipeline.forks import can_fork, per_core, run_forked
 from ehub.pipeline.publish_rows import pending_by_office
 from ehub.store.db import Store
 
@@ -55,7 +53,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_DEFAULT_WORKERS = 4
 _COUNTERS = ("batches", "published", "recovered", "withheld")
 
 
@@ -65,10 +62,8 @@ class PublishShardFailed(HubError, Transient):
 
 
 def default_workers(settings: Settings) -> int:
-    """``settings.publish_workers``, or one per core (at most :data:`MAX_DEFAULT_WORKERS`)."""
-    if settings.publish_workers:
-        return settings.publish_workers
-    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
+    """``settings.publish_workers``, or one per core (at most 4)."""
+    return per_core(settings.publish_workers)
 
 
 def plan_shards(pending: Mapping[str, int], workers: int) -> list[frozenset[str]]:
@@ -90,7 +85,7 @@ def publish_sharded(pub: Publication, workers: int, *, min_rows: int) -> list[fr
     shards' counters to ``pub``'s. Call with the lease held."""
     if workers < 2 or pub.store.dialect != "postgresql":
         return []
-    if "fork" not in multiprocessing.get_all_start_methods():
+    if not can_fork():
         return []
     pending = pending_by_office(pub.store)
     if sum(pending.values()) < min_rows:
@@ -98,108 +93,43 @@ def publish_sharded(pub: Publication, workers: int, *, min_rows: int) -> list[fr
     shards = plan_shards(pending, workers)
     if len(shards) < 2:
         return []
-    ctx = multiprocessing.get_context("fork")
-    running: list[tuple[Any, Connection, frozenset[str]]] = []
-    # Nothing the parent holds is collected in a child: a connection object collected
-    # there would close the parent's session (and the lease) on its socket. A heap
-    # frozen already (publish.frozen_heap) is thawed by whoever froze it, in the
-    # parent only.
-    frozen_before = gc.get_freeze_count()
-    gc.collect()
-    gc.freeze()
-    try:
-        try:
-            for shard in shards:
-                receive, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(
-                    target=_shard_main,
-                    args=(send, pub.settings, shard, pub.batch, pub.attempts, pub.signer),
-                    name=f"ehub-publish-shard-{len(running)}",
-                )
-                proc.start()
-                send.close()
-                running.append((proc, receive, shard))
-        finally:
-            if not frozen_before:
-                gc.unfreeze()
-        log.info("publish: %d pending rows of %d offices in %d shards (pids %s)",
-                 sum(pending.values()), len(pending), len(running),
-                 ", ".join(str(p.pid) for p, _r, _s in running))  # fmt: skip
-        failures, killed = _collect(pub, running)
-    except BaseException:
-        # Interrupted (the task killed, a fork refused): no shard may outlive the
-        # lease, which the caller is about to release.
-        for proc, _receive, _shard in running:
-            if proc.is_alive():
-                proc.kill()
-            proc.join()
-        raise
-    if killed and pub.settings.fault:  # fault injection: the stage dies with its shard
+    forked = run_forked(
+        functools.partial(_shard_main, pub.settings, pub.batch, pub.attempts, pub.signer),
+        shards,
+        name="ehub-publish-shard",
+        died=lambda shard, pid, code: PublishShardFailed(
+            f"publish shard of {len(shard)} offices (pid {pid}) died with exit code "
+            f"{code}; its in-flight rows are settled by the next run"
+        ),
+        failed=lambda text: PublishShardFailed(f"publish {text}"),
+    )
+    log.info("publish: %d pending rows of %d offices in %d shards",
+             sum(pending.values()), len(pending), len(shards))  # fmt: skip
+    for name, n in zip(_COUNTERS, forked.total(len(_COUNTERS)), strict=True):
+        setattr(pub, name, getattr(pub, name) + n)
+    if forked.killed and pub.settings.fault:  # fault injection: the stage dies with its shard
         os._exit(EXIT_CODE)
-    if failures:
-        raise failures[0]
+    if forked.failures:
+        raise forked.failures[0]
     return shards
 
 
-def _collect(
-    pub: Publication, running: list[tuple[Any, Connection, frozenset[str]]]
-) -> tuple[list[BaseException], bool]:
-    """Wait for every shard; their failures, and whether one was killed by fault
-    injection. The counters of those that finished are added to ``pub``'s."""
-    failures: list[BaseException] = []
-    killed = False
-    for proc, receive, shard in running:
-        try:
-            report = receive.recv()
-        except EOFError:
-            report = None
-        except Exception as exc:  # an exception that could not be unpickled
-            report = ("error", PublishShardFailed(f"publish shard failed: {exc!r}"))
-        finally:
-            receive.close()
-        proc.join()
-        if report is None:
-            killed = killed or proc.exitcode == EXIT_CODE
-            failures.append(PublishShardFailed(
-                f"publish shard of {len(shard)} offices (pid {proc.pid}) died with exit code "
-                f"{proc.exitcode}; its in-flight rows are settled by the next run"
-            ))  # fmt: skip
-        elif report[0] == "error":
-            failures.append(report[1])
-        else:
-            for name, n in zip(_COUNTERS, report[1], strict=True):
-                setattr(pub, name, getattr(pub, name) + n)
-    return failures, killed
-
-
 def _shard_main(
-    report: Connection,
     settings: Settings,
-    offices: Collection[str],
     batch: int,
     attempts: int,
     signer: FeedSigner,
-) -> None:
-    """A shard process: publish ``offices``' rows, report the counters or the error."""
+    offices: Collection[str],
+) -> tuple[int, ...]:
+    """A shard process: publish ``offices``' rows; its counters."""
     from ehub.pipeline.publish import Publication
 
-    # The parent's handler (Airflow's, which ends its task) is not the shard's: a
-    # terminated shard just ends, its rows left for the next publisher's scan.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     store = Store(settings.database_url)  # connections of its own; the parent's untouched
     pub = Publication(settings, store, batch=batch, attempts=attempts,
                       offices=frozenset(offices), with_signer=signer)  # fmt: skip
     try:
         pub.drain()
-        outcome: tuple[str, Any] = ("ok", tuple(getattr(pub, n) for n in _COUNTERS))
-    except Exception as exc:
-        outcome = ("error", exc)
+        return tuple(getattr(pub, n) for n in _COUNTERS)
     finally:
         pub.close()
         store.dispose()
-    try:
-        report.send(outcome)
-    except Exception as exc:  # the exception does not pickle: its text then
-        report.send(("error", PublishShardFailed(f"publish shard failed: {outcome[1]!r}")))
-        log.debug("shard report not sent as is: %r", exc)
-    report.close()

@@ -47,7 +47,7 @@ from ehub.allocator import CycleCollector, pin_mmap_threshold
 from ehub.audit import Event, append
 from ehub.config import Settings
 from ehub.feeds import FeedRouter
-from ehub.pipeline import StageResult, outbox
+from ehub.pipeline import StageResult, outbox, seal_shards
 from ehub.pipeline.faults import crash_point, disk_full_point
 from ehub.pipeline.seal_ofd import OfdSealing, SealedOfd
 from ehub.records import license_from_json
@@ -322,36 +322,71 @@ def record(s: Any, outcomes: Sequence[Outcome]) -> None:
     append(s, [e for o in outcomes for e in o.events])
 
 
-def run(settings: Settings, store: Store) -> StageResult:
-    ctx = SealContext(settings, store)
-    batches = sealed = held = 0
-    after = 0
-    while True:
-        with store.session() as s:
-            todo = [
-                Pending(*row)
-                for row in s.execute(
-                    select(*_PENDING_COLUMNS)
-                    .where(LicenseRow.state.in_(("normalized", "held")), LicenseRow.id > after)
-                    .order_by(LicenseRow.id)
-                    .limit(settings.batch_size)
-                )
-            ]
-        if not todo:
-            break
-        after = todo[-1].id
-        batches += 1
-        registry = SealRegistry.load(store)  # per batch: a suspension applies from the next one
-        outcomes = [ctx.seal(registry, lic) for lic in todo]
-        crash_point(settings.fault, "seal", batches, "before")
-        with store.session() as s:
-            record(s, outcomes)
-        done = sum(o.sealed for o in outcomes)
-        sealed += done
-        held += len(todo) - done
-        crash_point(settings.fault, "seal", batches)
+def run(
+    settings: Settings,
+    store: Store,
+    *,
+    workers: int | None = None,
+    min_parallel: int = seal_shards.PARALLEL_MIN_ROWS,
+) -> StageResult:
+    """Seal every license to seal. ``workers``: processes a run with ``min_parallel``
+    licenses or more deals them among (None: ``settings.seal_workers``, 0 there meaning
+    one per core; :mod:`ehub.pipeline.seal_shards`); then, alone, what came meanwhile."""
+    n = seal_shards.default_workers(settings) if workers is None else workers
+    forked = seal_shards.seal_sharded(settings, store, n, min_rows=min_parallel)
+    (batches, sealed, held), after = forked or ((0, 0, 0), 0)
+    more = seal_loop(settings, store, after=after)
+    batches, sealed, held = batches + more[0], sealed + more[1], held + more[2]
     log.info("seal: %d batches, %d licenses sealed, %d held", batches, sealed, held)
     return StageResult("seal", batches, {"sealed": sealed, "held": held})
+
+
+def seal_loop(
+    settings: Settings,
+    store: Store | None,
+    *,
+    after: int = 0,
+    only: Sequence[int] | None = None,
+) -> tuple[int, int, int]:
+    """Seal, one batch after another, the licenses to seal with an id above ``after``
+    (or, ``only``: those of these ids, a shard's); (batches, sealed, held).
+    ``store`` None: a store of its own (a shard process)."""
+    own = store is None
+    store = Store(settings.database_url) if store is None else store
+    try:
+        ctx = SealContext(settings, store)
+        batches = sealed = held = 0
+        chunks = iter(seal_shards.chunks(only, settings.batch_size) if only is not None else ())
+        while True:
+            stmt = select(*_PENDING_COLUMNS).where(LicenseRow.state.in_(seal_shards.TO_SEAL))
+            if only is None:
+                stmt = stmt.where(LicenseRow.id > after).limit(settings.batch_size)
+            else:
+                ids = next(chunks, None)
+                if ids is None:
+                    break
+                stmt = stmt.where(LicenseRow.id.in_(list(ids)))
+            with store.session() as s:
+                todo = [Pending(*row) for row in s.execute(stmt.order_by(LicenseRow.id))]
+            if not todo:
+                if only is None:
+                    break
+                continue
+            after = todo[-1].id
+            batches += 1
+            registry = SealRegistry.load(store)  # per batch: a suspension applies from the next
+            outcomes = [ctx.seal(registry, lic) for lic in todo]
+            crash_point(settings.fault, "seal", batches, "before")
+            with store.session() as s:
+                record(s, outcomes)
+            done = sum(o.sealed for o in outcomes)
+            sealed += done
+            held += len(todo) - done
+            crash_point(settings.fault, "seal", batches)
+        return batches, sealed, held
+    finally:
+        if own:
+            store.dispose()
 
 
 def _sealed_detail(formats: Sequence[str], level: str, seal_code: str) -> dict[str, Any]:

@@ -127,10 +127,10 @@ def test_a_sharded_backlog_is_published_exactly_once_in_order(
 def test_a_small_backlog_is_not_sharded(
     tmp_path: Path, pg_url: str, own_broker: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ehub.pipeline import publish_shards
+    from ehub.pipeline import forks
 
     settings, store, expected = _setup(tmp_path, pg_url, own_broker, 60)
-    monkeypatch.setattr(publish_shards.multiprocessing, "get_context", None)  # would fail
+    monkeypatch.setattr(forks.multiprocessing, "get_context", None)  # would fail
     assert publish.run(settings, store, workers=2).counts["published"] == expected
     _check_exactly_once_in_order(store, own_broker, expected)
     store.dispose()
@@ -179,15 +179,15 @@ def test_an_interrupted_run_ends_its_shards_before_the_lease(
 ) -> None:
     import multiprocessing
 
-    from ehub.pipeline import publish_shards
+    from ehub.pipeline import forks
 
     settings, store, expected = _setup(tmp_path, pg_url, own_broker, 900)
 
-    def interrupted(pub: object, running: list[tuple[object, object, object]]) -> None:
+    def interrupted(running: object, died: object, failed: object) -> None:
         time.sleep(0.5)  # the shards under way
         raise KeyboardInterrupt  # the task killed while it waits for them
 
-    monkeypatch.setattr(publish_shards, "_collect", interrupted)
+    monkeypatch.setattr(forks, "_collect", interrupted)
     with pytest.raises(KeyboardInterrupt):
         publish.run(settings, store, workers=2, min_parallel=100)
     assert multiprocessing.active_children() == []  # none outlives the lease
