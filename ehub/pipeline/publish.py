@@ -30,18 +30,17 @@ rows are ``withheld``).
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from connectors.kafka_batch import BatchPublisher
 from connectors.kafka_feed import FeedMessage, Published
+from ehub.allocator import frozen_heap
 from ehub.config import Settings
 from ehub.errors import BrokerUnavailable
 from ehub.feeds import FeedSigner, envelope_body, sign_envelopes
@@ -74,23 +73,6 @@ PARALLEL_MIN_ROWS = 4000
 the processes' start (a few tenths of a second)."""
 
 _View = Callable[[Mapping[str, Any]], dict[str, Any]]
-
-
-@contextmanager
-def frozen_heap() -> Iterator[None]:
-    """The objects the process holds so far kept out of garbage collection while it
-    publishes: a batch's thousands of documents make the collector run full
-    collections, each rescanning the whole interpreter heap (Airflow, SQLAlchemy,
-    ...): ~20 µs a message. Nothing is left out if something froze the heap already
-    (a forked shard, the caller); it stays as that left it."""
-    if gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def _body(t: Todo, view: _View) -> bytes:

@@ -43,7 +43,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ehub import feeds
-from ehub.allocator import CycleCollector, pin_mmap_threshold
+from ehub.allocator import CycleCollector, frozen_heap, pin_mmap_threshold
 from ehub.audit import Event, append
 from ehub.config import Settings
 from ehub.feeds import FeedRouter
@@ -355,38 +355,46 @@ def seal_loop(
     store = Store(settings.database_url) if store is None else store
     try:
         ctx = SealContext(settings, store)
-        batches = sealed = held = 0
-        chunks = iter(seal_shards.chunks(only, settings.batch_size) if only is not None else ())
-        while True:
-            stmt = select(*_PENDING_COLUMNS).where(LicenseRow.state.in_(seal_shards.TO_SEAL))
-            if only is None:
-                stmt = stmt.where(LicenseRow.id > after).limit(settings.batch_size)
-            else:
-                ids = next(chunks, None)
-                if ids is None:
-                    break
-                stmt = stmt.where(LicenseRow.id.in_(list(ids)))
-            with store.session() as s:
-                todo = [Pending(*row) for row in s.execute(stmt.order_by(LicenseRow.id))]
-            if not todo:
-                if only is None:
-                    break
-                continue
-            after = todo[-1].id
-            batches += 1
-            registry = SealRegistry.load(store)  # per batch: a suspension applies from the next
-            outcomes = [ctx.seal(registry, lic) for lic in todo]
-            crash_point(settings.fault, "seal", batches, "before")
-            with store.session() as s:
-                record(s, outcomes)
-            done = sum(o.sealed for o in outcomes)
-            sealed += done
-            held += len(todo) - done
-            crash_point(settings.fault, "seal", batches)
-        return batches, sealed, held
+        with frozen_heap():  # the full collections (ctx's CycleCollector) skip what is here
+            return _seal_batches(settings, store, ctx, after, only)
     finally:
         if own:
             store.dispose()
+
+
+def _seal_batches(
+    settings: Settings, store: Store, ctx: SealContext, after: int, only: Sequence[int] | None
+) -> tuple[int, int, int]:
+    """The batches of :func:`seal_loop`."""
+    batches = sealed = held = 0
+    chunks = iter(seal_shards.chunks(only, settings.batch_size) if only is not None else ())
+    while True:
+        stmt = select(*_PENDING_COLUMNS).where(LicenseRow.state.in_(seal_shards.TO_SEAL))
+        if only is None:
+            stmt = stmt.where(LicenseRow.id > after).limit(settings.batch_size)
+        else:
+            ids = next(chunks, None)
+            if ids is None:
+                break
+            stmt = stmt.where(LicenseRow.id.in_(list(ids)))
+        with store.session() as s:
+            todo = [Pending(*row) for row in s.execute(stmt.order_by(LicenseRow.id))]
+        if not todo:
+            if only is None:
+                break
+            continue
+        after = todo[-1].id
+        batches += 1
+        registry = SealRegistry.load(store)  # per batch: a suspension applies from the next
+        outcomes = [ctx.seal(registry, lic) for lic in todo]
+        crash_point(settings.fault, "seal", batches, "before")
+        with store.session() as s:
+            record(s, outcomes)
+        done = sum(o.sealed for o in outcomes)
+        sealed += done
+        held += len(todo) - done
+        crash_point(settings.fault, "seal", batches)
+    return batches, sealed, held
 
 
 def _sealed_detail(formats: Sequence[str], level: str, seal_code: str) -> dict[str, Any]:
