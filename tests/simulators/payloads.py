@@ -76,8 +76,9 @@ def item(key: str, lic: dict[str, Any] | None = None, doc: dict[str, str] | None
     }
 
 
-def make_signed_pdf() -> bytes:
-    """A one-page PDF with a PAdES signature by a throw-away self-signed key (made at run time)."""
+def make_signed_pdf(*, twice: bool = False) -> bytes:
+    """A one-page PDF with a PAdES signature by a throw-away self-signed key (made at run
+    time); ``twice``: signed again in an incremental update (two signatures)."""
     from asn1crypto import keys as asn1_keys
     from asn1crypto import x509 as asn1_x509
     from cryptography import x509
@@ -118,9 +119,11 @@ def make_signed_pdf() -> bytes:
         ),
         cert_registry=SimpleCertificateStore(),
     )
-    out = signers.sign_pdf(
-        IncrementalPdfFileWriter(io.BytesIO(page.getvalue())),
-        signers.PdfSignatureMetadata(field_name="Seal1", subfilter=SigSeedSubFilter.PADES),
-        signer=signer,
-    )
-    return out.getvalue()
+    data = page.getvalue()
+    for field in ("Seal1", "Seal2") if twice else ("Seal1",):
+        data = signers.sign_pdf(
+            IncrementalPdfFileWriter(io.BytesIO(data)),
+            signers.PdfSignatureMetadata(field_name=field, subfilter=SigSeedSubFilter.PADES),
+            signer=signer,
+        ).getvalue()
+    return data
