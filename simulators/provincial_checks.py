@@ -14,18 +14,9 @@ Each failed check raises :class:`ItemRejected` with one of these error codes:
 | UNSIGNED | no ``/ByteRange`` or no ``/SubFilter /ETSI.CAdES.detached`` in the PDF |
 | SIGNATURE_INVALID | integrity mode only: a signature does not verify (content changed after signing, broken CMS) |
 
-Integrity mode uses pyHanko's integrity primitives (digest over /ByteRange plus
-the CMS signature value) and no trust validation: about 7 ms for a one-page
-document, against about 25 ms for ``validate_pdf_signature`` with its path
-building, which is why the full validator is not used. Most of those 7 ms are
-parsing the PDF's object graph to find the signature. A document with exactly
-one ``/ByteRange`` that covers the whole file but its ``/Contents`` hex string
-(a PAdES signature with nothing appended after it) is checked without that
-parse (:func:`_whole_file_problem`): the same digest over the same ranges, the
-same CMS check (``validate_sig_integrity``), and a stricter coverage rule (the
-entire file, not only a revision). Any other shape (several signatures, an
-incremental update after the signature, a range that is not the whole file)
-goes through pyHanko's reader as before.
+Integrity mode verifies every signature cryptographically (digest over
+/ByteRange, the CMS signature value, the signing-certificate attribute) and makes
+no trust decision: :mod:`simulators.pdf_integrity`.
 """
 
 from __future__ import annotations
@@ -33,13 +24,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import io
 import logging
 import re
 from datetime import date
 from typing import Any, Literal
 
 from simulators.checks import citizen_id_is_valid, license_identifier_problem, uscc_is_valid
+from simulators.pdf_integrity import integrity_problem
 from simulators.platform_checks import (
     Checked,
     ItemRejected,
@@ -159,101 +150,9 @@ def _check_signature(content: bytes, mode: SignatureCheck) -> None:
             "UNSIGNED", "PDF has no /ByteRange with /SubFilter /ETSI.CAdES.detached (PAdES)"
         )
     if mode == "integrity":
-        problem = _integrity_problem(content)
+        problem = integrity_problem(content)
         if problem:
             raise ItemRejected("SIGNATURE_INVALID", problem)
-
-
-_BYTERANGE = re.compile(rb"/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\]")
-_HEX = re.compile(rb"<([0-9A-Fa-f\s]*)>")
-
-
-class _OtherShape(Exception):
-    """Not one signature over the whole file: pyHanko's reader decides."""
-
-
-def _integrity_problem(content: bytes) -> str | None:
-    """Cryptographic integrity of every embedded signature; no trust decision."""
-    try:
-        return _whole_file_problem(content)
-    except _OtherShape:
-        return _reader_problem(content)
-
-
-def _whole_file_problem(content: bytes) -> str | None:
-    """The one signature of a document whose /ByteRange is the whole file but the
-    signature's /Contents: digest and CMS checked directly (raises
-    :class:`_OtherShape` for any other document)."""
-    ranges = _BYTERANGE.findall(content)
-    if len(ranges) != 1:
-        raise _OtherShape
-    start, first, hole_end, second = (int(x) for x in ranges[0])
-    if start != 0 or not 0 < first < hole_end or hole_end + second != len(content):
-        raise _OtherShape
-    hole = _HEX.fullmatch(content, first, hole_end)
-    if hole is None:
-        return "the signature's /ByteRange gap is not exactly its /Contents hex string"
-    try:
-        from asn1crypto import cms
-        from pyhanko.sign.validation.generic_cms import validate_sig_integrity
-
-        der = bytes.fromhex(hole.group(1).decode("ascii"))
-        signed = cms.ContentInfo.load(der, strict=False)  # the zero padding ignored
-        if signed["content_type"].native != "signed_data":
-            return "the signature's /Contents is not CMS SignedData"
-        data = signed["content"]
-        if len(data["signer_infos"]) != 1:
-            return f"the signature has {len(data['signer_infos'])} signer infos, expected 1"
-        info = data["signer_infos"][0]
-        cert = _signer_cert(data, info)
-        if cert is None:
-            return "the signer's certificate is not in the signature"
-        digest = hashlib.new(info["digest_algorithm"]["algorithm"].native)
-        digest.update(memoryview(content)[:first])
-        digest.update(memoryview(content)[hole_end:])
-        intact, valid = validate_sig_integrity(info, cert, "data", digest.digest())
-    except Exception as exc:  # any parse/crypto failure is a bad signature to a platform
-        return f"signature cannot be verified: {type(exc).__name__}: {exc}"
-    if not (intact and valid):
-        return f"signature: intact={intact} valid={valid}"
-    return None
-
-
-def _signer_cert(data: Any, info: Any) -> Any:
-    sid = info["sid"]
-    if sid.name != "issuer_and_serial_number":
-        return None
-    wanted = sid.chosen
-    for choice in data["certificates"] or ():
-        if choice.name != "certificate":
-            continue
-        cert = choice.chosen
-        if cert.issuer == wanted["issuer"] and cert.serial_number == wanted["serial_number"].native:
-            return cert
-    return None
-
-
-def _reader_problem(content: bytes) -> str | None:
-    """:func:`_integrity_problem` through pyHanko's PDF reader (any document shape)."""
-    try:
-        from pyhanko.pdf_utils.reader import PdfFileReader
-        from pyhanko.sign.validation.generic_cms import validate_sig_integrity
-        from pyhanko.sign.validation.status import SignatureCoverageLevel
-
-        sigs = PdfFileReader(io.BytesIO(content), strict=False).embedded_signatures
-        if not sigs:
-            return "no embedded signature field could be parsed"
-        for sig in sigs:
-            digest = sig.compute_digest()
-            coverage = sig.evaluate_signature_coverage()
-            intact, valid = validate_sig_integrity(sig.signer_info, sig.signer_cert, "data", digest)
-            if not (intact and valid):
-                return f"signature {sig.field_name!r}: intact={intact} valid={valid}"
-            if coverage < SignatureCoverageLevel.ENTIRE_REVISION:
-                return f"signature {sig.field_name!r} covers only {coverage.name}"
-    except Exception as exc:  # any parse/crypto failure is a bad signature to a platform
-        return f"signature cannot be verified: {type(exc).__name__}: {exc}"
-    return None
 
 
 def check_item(

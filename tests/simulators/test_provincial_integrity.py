@@ -5,11 +5,13 @@ reader."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import pytest
+from asn1crypto.cms import ContentInfo
 
-from simulators import provincial_checks as checks
+from simulators import pdf_integrity as checks
 from tests.simulators.payloads import make_signed_pdf
 
 
@@ -32,7 +34,7 @@ def hub_pdf(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 def _verdicts(content: bytes) -> tuple[bool, bool]:
     """(accepted by the simulator's check, accepted by pyHanko's reader)."""
-    return checks._integrity_problem(content) is None, checks._reader_problem(content) is None
+    return checks.integrity_problem(content) is None, checks.reader_problem(content) is None
 
 
 def _mutations(pdf: bytes) -> dict[str, bytes]:
@@ -48,6 +50,13 @@ def _mutations(pdf: bytes) -> dict[str, bytes]:
     assert der[:2] == b"\x30\x82"  # SEQUENCE, two length bytes
     der_end = first + 1 + 2 * (4 + int.from_bytes(der[2:4], "big"))  # after the DER's hex
     out = {f"byte {at}": flip(at) for at in (20, first // 2, first - 3, hole_end + 5, len(pdf) - 8)}
+    signed = hashlib.sha256(pdf[:first] + pdf[hole_end:]).digest()
+    cms = ContentInfo.load(der)
+    certs = [hashlib.sha256(c.chosen.dump()).digest() for c in cms["content"]["certificates"]]
+    (cert_hash,) = [h for h in certs if der.find(h) > 0]  # the signer's, named by ESS v2
+    for name, value in (("the message digest attribute", signed),
+                        ("the signing-certificate hash", cert_hash)):  # fmt: skip
+        out[name] = flip(first + 1 + 2 * (der.find(value) + 3))
     out.update({
         "a hex digit of the signature": flip(first + 40),
         "a hex digit of the signature value": flip(der_end - 6),
@@ -64,7 +73,7 @@ def test_the_direct_check_agrees_with_pyhankos_reader(
     made_by: str, hub_pdf: bytes, signed_pdf: bytes
 ) -> None:
     pdf = hub_pdf if made_by == "hub" else signed_pdf
-    assert checks._whole_file_problem(pdf) is None  # the direct path took it
+    assert checks.whole_file_problem(pdf) is None  # the direct path took it
     assert _verdicts(pdf) == (True, True)
     for name, bad in _mutations(pdf).items():
         fast, reader = _verdicts(bad)
@@ -75,8 +84,8 @@ def test_the_direct_check_agrees_with_pyhankos_reader(
 
 def test_two_signatures_go_through_the_reader() -> None:
     pdf = make_signed_pdf(twice=True)
-    with pytest.raises(checks._OtherShape):
-        checks._whole_file_problem(pdf)
+    with pytest.raises(checks.OtherShape):
+        checks.whole_file_problem(pdf)
     assert _verdicts(pdf) == (True, True)
     at = pdf.index(b"ReportLab")
     tampered = pdf[:at] + b"X" + pdf[at + 1 :]
