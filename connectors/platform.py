@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import msgspec
 
 from connectors.errors import DestinationRejected, DestinationUnavailable
 from connectors.tls import ClientTls
@@ -30,6 +31,24 @@ HELD_PATHS = {
     "provincial": {"license": "/api/v1/licenses", "case": "/api/v1/cases"},
     "national": {"license": "/api/v1/catalog", "case": "/api/v1/cases", "seal": "/api/v1/seals"},
 }
+
+
+class EncodedBatch(list[dict[str, Any]]):
+    """A batch's items with their request body, ``{"items": [...]}`` as JSON, encoded
+    once by :func:`encode_batch` (the caller's thread: the sender thread, waiting for
+    the platform, then holds the interpreter lock only briefly)."""
+
+    body: bytes
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode_batch(items: Sequence[dict[str, Any]]) -> EncodedBatch:
+    """``items`` with their request body (UTF-8 JSON)."""
+    batch = EncodedBatch(items)
+    batch.body = _encoder.encode({"items": batch})
+    return batch
 
 
 @dataclass(frozen=True)
@@ -115,7 +134,10 @@ class ProvincialClient:
         batch endpoint of the contract; one :class:`Receipt` per item, in item order."""
         name = f"{self.destination} platform {self.base_url}"
         try:
-            resp = self._client.post(endpoint, json={"items": list(items)})
+            body = items.body if isinstance(items, EncodedBatch) else encode_batch(items).body
+            resp = self._client.post(
+                endpoint, content=body, headers={"Content-Type": "application/json"}
+            )
         except httpx.TimeoutException as exc:
             raise PlatformUnavailable(
                 f"{name} timed out after sending {len(items)} items to {endpoint}; they will "

@@ -33,7 +33,13 @@ from typing import Any, Protocol, cast
 import httpx
 from sqlalchemy import Table, bindparam, func, select, update
 
-from connectors.platform import NationalClient, PlatformUnavailable, ProvincialClient, Receipt
+from connectors.platform import (
+    NationalClient,
+    PlatformUnavailable,
+    ProvincialClient,
+    Receipt,
+    encode_batch,
+)
 from ehub.audit import Event, append
 from ehub.config import Settings
 from ehub.errors import ConfigError, DestinationUnavailable
@@ -230,7 +236,8 @@ def _deliver_channel(
             return [], []
         last_id = todo[-1].id
         with store.session() as s:
-            return todo, channel.build(s, todo)
+            items = channel.build(s, todo)
+        return todo, encode_batch(items)  # here, not in the sender thread
 
     with ThreadPoolExecutor(1, thread_name_prefix=f"deliver-{destination}") as sender:
         todo, items = next_batch()

@@ -72,3 +72,37 @@ def test_unreachable_platform_is_transient_and_named() -> None:
     c = ProvincialClient("http://127.0.0.1:1", "t", timeout=2)
     with pytest.raises(PlatformUnavailable, match=r"127\.0\.0\.1:1"):
         c.send_licenses([ITEM])
+
+
+def test_a_batch_encoded_beforehand_is_posted_as_encoded() -> None:
+    """The deliver stage encodes a batch in its own thread (encode_batch); the client
+    posts those bytes as they are, and encodes a plain list itself, to the same JSON."""
+    from connectors.platform import encode_batch
+
+    items = [
+        {"idempotency_key": f"k{n}", "license": {"ZZMC": "营业执照", "n": n}} for n in range(3)
+    ]
+    posted: list[bytes] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        assert req.headers["content-type"] == "application/json"
+        posted.append(req.content)
+        keys = [i["idempotency_key"] for i in json.loads(req.content)["items"]]
+        return httpx.Response(
+            200,
+            json={
+                "receipts": [
+                    {"idempotency_key": k, "status": "accepted", "receipt_id": f"R-{k}"}
+                    for k in keys
+                ]
+            },
+        )
+
+    batch = encode_batch(items)
+    assert batch == items and json.loads(batch.body) == {"items": items}
+    batch.body = batch.body.replace("营业执照".encode(), "营业执照 (pre-encoded)".encode())
+    client = _client(handler)
+    assert [r.receipt_id for r in client.send("/api/v1/x/batch", batch)] == ["R-k0", "R-k1", "R-k2"]
+    client.send("/api/v1/x/batch", items)
+    assert json.loads(posted[0])["items"][0]["license"]["ZZMC"] == "营业执照 (pre-encoded)"
+    assert json.loads(posted[1]) == {"items": items}
