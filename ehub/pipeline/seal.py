@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,7 +47,8 @@ from ehub.audit import Event, append
 from ehub.config import Settings
 from ehub.feeds import FeedRouter
 from ehub.pipeline import StageResult, outbox, seal_shards
-from ehub.pipeline.faults import crash_point, disk_full_point
+from ehub.pipeline.faults import crash_point
+from ehub.pipeline.seal_files import FileWriter
 from ehub.pipeline.seal_ofd import OfdSealing, SealedOfd
 from ehub.records import license_from_json
 from ehub.records_xml import license_to_xml
@@ -226,6 +226,7 @@ class SealContext:
         self.ofd = OfdSealing(settings.home / "pki", settings.verify_url)
         self.fast = FastSealers(self.pki.passphrase)
         self._collector = CycleCollector()
+        self.files = FileWriter(fault=settings.fault)  # each file flushed before its rename
         self._router: tuple[float, FeedRouter] | None = None
 
     def router(self) -> FeedRouter:
@@ -271,13 +272,13 @@ class SealContext:
             return out
         out = Outcome(lic, pdf=sealed_pdf, path=path if sealed_pdf is not None else None)
         if sealed_pdf is not None:
-            _write_atomic(path, sealed_pdf, settings.fault)
+            self.files.write(path, sealed_pdf)
         if sealed_ofd is not None:
-            _write_atomic(sealed_ofd.path, sealed_ofd.data, settings.fault)
+            self.files.write(sealed_ofd.path, sealed_ofd.data)
             out.ofd = sealed_ofd.data
             out.signatures.append(sealed_ofd.signature)
         xml_path = path.with_suffix(".xml")  # the structured data, signed by the same seal
-        _write_atomic(xml_path, xml, settings.fault)
+        self.files.write(xml_path, xml)
         out.signatures.append({
             "license_id": lic.id, "seal_id": seal.id, "format": "xmldsig",
             "level": "enveloped", "path": str(xml_path),
@@ -366,6 +367,7 @@ def _seal_batches(
     settings: Settings, store: Store, ctx: SealContext, after: int, only: Sequence[int] | None
 ) -> tuple[int, int, int]:
     """The batches of :func:`seal_loop`."""
+    ctx.files.deferred = True  # a batch's files flushed at once, before its commit
     batches = sealed = held = 0
     chunks = iter(seal_shards.chunks(only, settings.batch_size) if only is not None else ())
     while True:
@@ -387,6 +389,7 @@ def _seal_batches(
         batches += 1
         registry = SealRegistry.load(store)  # per batch: a suspension applies from the next
         outcomes = [ctx.seal(registry, lic) for lic in todo]
+        ctx.files.flush()  # on disk before the store says sealed
         crash_point(settings.fault, "seal", batches, "before")
         with store.session() as s:
             record(s, outcomes)
@@ -481,19 +484,3 @@ class _Sealers:
                 ) from exc
         key, cert, chain = self._xml_keys[seal.key_ref]
         return sign_license_xml(license_to_xml(license_from_json(doc)), key, cert, chain)
-
-
-def _write_atomic(path: Path, data: bytes, fault: str = "") -> None:
-    """Write a file whole or not at all. A full disk (OSError) fails the stage before
-    its batch is recorded, leaving no partial file: the rerun seals the batch again."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        disk_full_point(fault, "seal")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
