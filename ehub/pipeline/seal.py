@@ -229,6 +229,10 @@ class SealContext:
         self.files = FileWriter(fault=settings.fault)  # each file flushed before its rename
         self._router: tuple[float, FeedRouter] | None = None
 
+    def use_store(self, store: Store) -> None:
+        """Work with ``store`` from now on (a forked shard's connections of its own)."""
+        self.store, self._router = store, None
+
     def router(self) -> FeedRouter:
         """The offices receiving return feeds, re-read every 30 s (a long-running API
         server sees an office registered meanwhile)."""
@@ -334,9 +338,10 @@ def run(
     licenses or more deals them among (None: ``settings.seal_workers``, 0 there meaning
     one per core; :mod:`ehub.pipeline.seal_shards`); then, alone, what came meanwhile."""
     n = seal_shards.default_workers(settings) if workers is None else workers
-    forked = seal_shards.seal_sharded(settings, store, n, min_rows=min_parallel)
+    ctx = SealContext(settings, store)  # shards inherit it: the PKI and seals loaded once
+    forked = seal_shards.seal_sharded(settings, store, ctx, n, min_rows=min_parallel)
     (batches, sealed, held), after = forked or ((0, 0, 0), 0)
-    more = seal_loop(settings, store, after=after)
+    more = seal_loop(settings, store, after=after, ctx=ctx)
     batches, sealed, held = batches + more[0], sealed + more[1], held + more[2]
     log.info("seal: %d batches, %d licenses sealed, %d held", batches, sealed, held)
     return StageResult("seal", batches, {"sealed": sealed, "held": held})
@@ -348,14 +353,19 @@ def seal_loop(
     *,
     after: int = 0,
     only: Sequence[int] | None = None,
+    ctx: SealContext | None = None,
 ) -> tuple[int, int, int]:
     """Seal, one batch after another, the licenses to seal with an id above ``after``
     (or, ``only``: those of these ids, a shard's); (batches, sealed, held).
-    ``store`` None: a store of its own (a shard process)."""
+    ``store`` None: a store of its own (a shard process). ``ctx``: a context made
+    before (a shard's, inherited from its parent), used with ``store``."""
     own = store is None
     store = Store(settings.database_url) if store is None else store
     try:
-        ctx = SealContext(settings, store)
+        if ctx is None:
+            ctx = SealContext(settings, store)
+        else:
+            ctx.use_store(store)
         with frozen_heap():  # the full collections (ctx's CycleCollector) skip what is here
             return _seal_batches(settings, store, ctx, after, only)
     finally:

@@ -32,6 +32,7 @@ import os
 import zlib
 from array import array
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
@@ -41,6 +42,9 @@ from ehub.pipeline.faults import EXIT_CODE
 from ehub.pipeline.forks import can_fork, per_core, run_forked
 from ehub.store.db import Store
 from ehub.store.models import LicenseRow
+
+if TYPE_CHECKING:
+    from ehub.pipeline.seal import SealContext
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +88,17 @@ def plan_shards(store: Store, workers: int) -> tuple[list[array[int]], int]:
 
 
 def seal_sharded(
-    settings: Settings, store: Store, workers: int, *, min_rows: int = PARALLEL_MIN_ROWS
+    settings: Settings,
+    store: Store,
+    ctx: SealContext,
+    workers: int,
+    *,
+    min_rows: int = PARALLEL_MIN_ROWS,
 ) -> tuple[tuple[int, int, int], int] | None:
     """Seal the pending licenses in up to ``workers`` shard processes when there are at
     least ``min_rows``: the shards' (batches, sealed, held) and the highest id dealt;
-    None when the run seals alone."""
+    None when the run seals alone. Each shard starts from ``ctx``, made by the parent
+    before any key was opened (keys and PKCS#11 sessions are opened in the shard)."""
     if workers < 2 or not can_fork():
         return None
     shards, last = plan_shards(store, workers)
@@ -97,10 +107,9 @@ def seal_sharded(
         return None
     from ehub.pipeline import seal
 
-    seal.ensure_dev_seal(settings, store)  # registered once, before the shards read it
     store.engine.dispose()  # no pooled connection crosses the fork
     forked = run_forked(
-        lambda ids: seal.seal_loop(settings, None, only=ids),
+        lambda ids: seal.seal_loop(settings, None, only=ids, ctx=ctx),
         todo,
         name="ehub-seal-shard",
         died=lambda ids, pid, code: SealShardFailed(
