@@ -55,8 +55,8 @@ def per_core(configured: int) -> int:
 class Forked(Generic[S]):
     """What the shards of one :func:`run_forked` call reported."""
 
-    counters: list[tuple[S, tuple[int, ...]]] = field(default_factory=list)
-    """(shard, counters) of each shard that finished."""
+    counters: list[tuple[int, ...]] = field(default_factory=list)
+    """The counters of each shard that finished."""
     failures: list[BaseException] = field(default_factory=list)
     """The exception of each shard that failed or died, in shard order."""
     killed: bool = False
@@ -65,10 +65,19 @@ class Forked(Generic[S]):
     def total(self, width: int) -> tuple[int, ...]:
         """The finished shards' counters added up."""
         sums = [0] * width
-        for _shard, counts in self.counters:
+        for counts in self.counters:
             for i, n in enumerate(counts):
                 sums[i] += n
         return tuple(sums)
+
+    def settle(self, fault: str) -> None:
+        """End the stage run as its shards did, once their counters are taken: under
+        fault injection (``fault``) it dies with a shard killed by it; otherwise the
+        first shard's failure is raised."""
+        if self.killed and fault:
+            os._exit(EXIT_CODE)
+        if self.failures:
+            raise self.failures[0]
 
 
 def run_forked(
@@ -134,7 +143,7 @@ def _collect(
         elif report[0] == "error":
             out.failures.append(report[1])
         else:
-            out.counters.append((shard, tuple(report[1])))
+            out.counters.append(tuple(report[1]))
     return out
 
 

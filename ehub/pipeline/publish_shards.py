@@ -36,14 +36,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 from ehub.config import Settings
 from ehub.errors import HubError, Transient
 from ehub.feeds import FeedSigner
-from ehub.pipeline.faults import EXIT_CODE
 from ehub.pipeline.forks import can_fork, per_core, run_forked
 from ehub.pipeline.publish_rows import pending_by_office
 from ehub.store.db import Store
@@ -107,10 +105,7 @@ def publish_sharded(pub: Publication, workers: int, *, min_rows: int) -> list[fr
              sum(pending.values()), len(pending), len(shards))  # fmt: skip
     for name, n in zip(_COUNTERS, forked.total(len(_COUNTERS)), strict=True):
         setattr(pub, name, getattr(pub, name) + n)
-    if forked.killed and pub.settings.fault:  # fault injection: the stage dies with its shard
-        os._exit(EXIT_CODE)
-    if forked.failures:
-        raise forked.failures[0]
+    forked.settle(pub.settings.fault)
     return shards
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -379,23 +379,7 @@ def _seal_batches(
     """The batches of :func:`seal_loop`."""
     ctx.files.deferred = True  # a batch's files flushed at once, before its commit
     batches = sealed = held = 0
-    chunks = iter(seal_shards.chunks(only, settings.batch_size) if only is not None else ())
-    while True:
-        stmt = select(*_PENDING_COLUMNS).where(LicenseRow.state.in_(seal_shards.TO_SEAL))
-        if only is None:
-            stmt = stmt.where(LicenseRow.id > after).limit(settings.batch_size)
-        else:
-            ids = next(chunks, None)
-            if ids is None:
-                break
-            stmt = stmt.where(LicenseRow.id.in_(list(ids)))
-        with store.session() as s:
-            todo = [Pending(*row) for row in s.execute(stmt.order_by(LicenseRow.id))]
-        if not todo:
-            if only is None:
-                break
-            continue
-        after = todo[-1].id
+    for todo in _to_seal(settings, store, after, only):
         batches += 1
         registry = SealRegistry.load(store)  # per batch: a suspension applies from the next
         outcomes = [ctx.seal(registry, lic) for lic in todo]
@@ -408,6 +392,31 @@ def _seal_batches(
         held += len(todo) - done
         crash_point(settings.fault, "seal", batches)
     return batches, sealed, held
+
+
+def _to_seal(
+    settings: Settings, store: Store, after: int, only: Sequence[int] | None
+) -> Iterator[list[Pending]]:
+    """Batches of licenses to seal, in id order: those above ``after`` (read after the
+    previous batch is recorded), or those of the ids ``only`` still to seal."""
+    base = select(*_PENDING_COLUMNS).where(LicenseRow.state.in_(seal_shards.TO_SEAL))
+    if only is not None:
+        for ids in seal_shards.chunks(only, settings.batch_size):
+            with store.session() as s:
+                todo = [Pending(*row) for row in s.execute(
+                    base.where(LicenseRow.id.in_(list(ids))).order_by(LicenseRow.id))]  # fmt: skip
+            if todo:
+                yield todo
+        return
+    while True:
+        with store.session() as s:
+            todo = [Pending(*row) for row in s.execute(
+                base.where(LicenseRow.id > after).order_by(LicenseRow.id)
+                .limit(settings.batch_size))]  # fmt: skip
+        if not todo:
+            return
+        after = todo[-1].id
+        yield todo
 
 
 def _sealed_detail(formats: Sequence[str], level: str, seal_code: str) -> dict[str, Any]:

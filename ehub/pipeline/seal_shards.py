@@ -28,7 +28,6 @@ worker host seals adds hosts by giving each its own sources' seal runs.
 from __future__ import annotations
 
 import logging
-import os
 import zlib
 from array import array
 from collections.abc import Sequence
@@ -38,7 +37,6 @@ from sqlalchemy import select
 
 from ehub.config import Settings
 from ehub.errors import HubError, Transient
-from ehub.pipeline.faults import EXIT_CODE
 from ehub.pipeline.forks import can_fork, per_core, run_forked
 from ehub.store.db import Store
 from ehub.store.models import LicenseRow
@@ -119,10 +117,7 @@ def seal_sharded(
         failed=lambda text: SealShardFailed(f"seal {text}"),
     )
     log.info("seal: %d licenses in %d shards", sum(len(ids) for ids in todo), len(todo))
-    if forked.killed and settings.fault:  # fault injection: the stage dies with its shard
-        os._exit(EXIT_CODE)
-    if forked.failures:
-        raise forked.failures[0]
+    forked.settle(settings.fault)
     batches, sealed, held = forked.total(3)
     return (batches, sealed, held), last
 
